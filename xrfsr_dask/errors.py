@@ -1,0 +1,57 @@
+"""Exception and warning types raised by xrfsr_dask.
+
+Every error the library raises on bad input derives from :class:`XrfsrError`,
+so callers can catch the library's own failures without catching bugs in
+dependencies. Each subclass also derives from the built-in exception a Python
+user would expect (``ValueError``, ``FileNotFoundError``, ...).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "IncompleteStoreError",
+    "IngestError",
+    "NonFiniteCountsError",
+    "SchemaError",
+    "SourceNotFoundError",
+    "StoreExistsError",
+    "StoreMismatchError",
+    "XrfsrError",
+    "XrfsrWarning",
+]
+
+
+class XrfsrError(Exception):
+    """Base class of every error raised by xrfsr_dask on bad input or state."""
+
+
+class XrfsrWarning(UserWarning):
+    """Warning issued by xrfsr_dask (an error in the library's own test suite)."""
+
+
+class SchemaError(XrfsrError, ValueError):
+    """A dataset breaks the data-model conventions (dims, coords, attrs)."""
+
+
+class SourceNotFoundError(XrfsrError, FileNotFoundError):
+    """A file, directory or URL given as input does not exist."""
+
+
+class IngestError(XrfsrError, ValueError):
+    """A source file does not have the layout or content its reader expects."""
+
+
+class NonFiniteCountsError(IngestError):
+    """Counts contain NaN or infinite values and the caller did not allow them."""
+
+
+class StoreExistsError(XrfsrError, FileExistsError):
+    """The destination store exists and overwriting was not requested."""
+
+
+class IncompleteStoreError(XrfsrError, RuntimeError):
+    """A store was opened whose write never finished (not marked complete)."""
+
+
+class StoreMismatchError(XrfsrError, ValueError):
+    """A resumed write targets a store whose layout differs from the data."""

@@ -1,0 +1,406 @@
+"""zarr v3 stores at any fsspec URL: save, open, completeness, resume.
+
+A store written by :func:`save` holds one array ``counts`` (and its
+coordinates) and a marker in the root group's attributes::
+
+    {"xrfsr_dask": {"complete": false, "version": ..., "started": ...}}
+
+``complete`` turns true only after every chunk has landed and been counted,
+so a store that a crash, a kill or a full disk interrupted never looks
+finished. :func:`open_xrf` refuses such a store with
+:class:`~xrfsr_dask.errors.IncompleteStoreError`; ``save(..., resume=True)``
+writes only the chunks that are missing and then marks it complete.
+
+Every chunk passes through a zstd compressor and a CRC-32C checksum codec,
+so a corrupted chunk fails loudly on read instead of returning wrong counts.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+import dask.array as dsa
+import fsspec
+import numpy as np
+import xarray as xr
+import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
+
+from xrfsr_dask import _progress
+from xrfsr_dask._version import __version__
+from xrfsr_dask.errors import (
+    IncompleteStoreError,
+    SourceNotFoundError,
+    StoreExistsError,
+    StoreMismatchError,
+)
+from xrfsr_dask.schema import NAME, kind_of, validate
+
+__all__ = [
+    "DEFAULT_CHUNKS",
+    "StoreStatus",
+    "WriteSummary",
+    "open_xrf",
+    "resolve_chunks",
+    "save",
+    "store_status",
+]
+
+MARKER = "xrfsr_dask"
+# Storage chunk per dim: one element x one angle x a square of pixels.
+DEFAULT_CHUNKS: dict[str, int] = {"element": 1, "angle": 1, "z": 32, "y": 256, "x": 256}
+ZSTD_LEVEL = 3
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    """What a store at a URL holds, read from metadata only."""
+
+    url: str
+    exists: bool
+    written_by_xrfsr: bool
+    complete: bool | None
+    chunks_written: int
+    chunks_total: int
+
+    def describe(self) -> str:
+        """One line for messages and ``xrfsr info``."""
+        if not self.exists:
+            return "no zarr store"
+        if not self.written_by_xrfsr:
+            return "complete: unknown (not written by xrfsr_dask)"
+        state = "complete" if self.complete else "INCOMPLETE"
+        return f"{state} ({self.chunks_written} of {self.chunks_total} chunks written)"
+
+
+@dataclass(frozen=True)
+class WriteSummary:
+    """What :func:`save` did."""
+
+    url: str
+    chunks_total: int
+    chunks_written: int
+    chunks_skipped: int
+
+
+def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
+    return fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+
+
+def _chunk_grid(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(-(-n // c) for n, c in zip(shape, chunks, strict=True))
+
+
+def _written_chunks(fs: Any, root: str) -> set[tuple[int, ...]]:
+    """Indices of the chunks of ``counts`` present in the store."""
+    prefix = f"{root.rstrip('/')}/{NAME}/c/"
+    keys = fs.find(prefix) if fs.exists(prefix.rstrip("/")) else []
+    found = set()
+    for key in keys:
+        parts = key[len(prefix):].split("/")
+        if all(p.isdigit() for p in parts):
+            found.add(tuple(int(p) for p in parts))
+    return found
+
+
+def store_status(url: str, *, storage_options: Mapping[str, Any] | None = None) -> StoreStatus:
+    """Completeness of the store at ``url``, from its metadata and chunk keys.
+
+    Nothing but ``zarr.json`` documents and the key listing is read.
+    """
+    fs, root = _fs(url, storage_options)
+    if not fs.exists(f"{root}/zarr.json"):
+        return StoreStatus(url, False, False, None, 0, 0)
+    group = zarr.open_group(url, mode="r", storage_options=storage_options)
+    marker = group.attrs.get(MARKER)
+    total = written = 0
+    if NAME in group:
+        array = group[NAME]
+        total = int(np.prod(_chunk_grid(array.shape, array.chunks)))
+        written = len(_written_chunks(fs, root))
+    if not isinstance(marker, Mapping):
+        return StoreStatus(url, True, False, None, written, total)
+    return StoreStatus(url, True, True, bool(marker.get("complete")), written, total)
+
+
+def resolve_chunks(obj: xr.DataArray, chunks: Mapping[str, int] | None) -> dict[str, int]:
+    """Storage chunk size per dim: ``chunks`` over :data:`DEFAULT_CHUNKS`.
+
+    A size of ``-1`` means the whole axis; sizes are clipped to the axis.
+    """
+    chunks = dict(chunks or {})
+    unknown = sorted(set(chunks) - set(obj.dims))
+    if unknown:
+        raise ValueError(
+            f"chunks names dims {unknown} that the data does not have; its dims are {obj.dims}."
+        )
+    out = {}
+    for dim, size in zip(obj.dims, obj.shape, strict=True):
+        want = int(chunks.get(dim, DEFAULT_CHUNKS[dim]))
+        if want == -1:
+            want = size
+        if want < 1:
+            raise ValueError(f"chunks[{dim!r}] = {want}; chunk sizes must be >= 1 (or -1 for the whole axis).")
+        out[dim] = max(1, min(want, size))
+    return out
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_matches(existing: xr.DataArray, data: xr.DataArray, chunks: tuple[int, ...], url: str) -> None:
+    """Refuse to resume into a store whose layout differs from ``data``."""
+    stored_chunks = tuple(existing.encoding.get("chunks") or ())
+    checks = [
+        ("dims", existing.dims, data.dims),
+        ("shape", existing.shape, data.shape),
+        ("dtype", existing.dtype, data.dtype),
+        ("chunks", stored_chunks, chunks),
+    ]
+    for name, have, want in checks:
+        if have != want:
+            raise StoreMismatchError(
+                f"cannot resume {url}: its {name} is {have} but the data's is {want}. "
+                "Resume with the same inputs and chunks, or pass overwrite=True (--overwrite) to start over."
+            )
+    for name in data.dims:
+        if not np.array_equal(existing[name].values.astype(data[name].dtype), data[name].values):
+            raise StoreMismatchError(
+                f"cannot resume {url}: coordinate {name!r} differs from the data's. "
+                "Resume with the same inputs, or pass overwrite=True (--overwrite) to start over."
+            )
+
+
+def _write_block(block: np.ndarray, array: zarr.Array, region: tuple[slice, ...]) -> int:
+    array[region] = np.asarray(block)
+    return 1
+
+
+def save(
+    data: xr.DataArray,
+    url: str,
+    *,
+    chunks: Mapping[str, int] | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> WriteSummary:
+    """Write XRF data to a zarr v3 store, chunk by chunk, marking it complete last.
+
+    Parameters
+    ----------
+    data
+        Maps, series or volume of the data model (validated first); NumPy or
+        dask backed. Dask data is computed chunk by chunk as it is written.
+    url
+        Local path or fsspec URL (``file://``, ``s3://bucket/key.zarr``,
+        ``memory://``).
+    chunks
+        Storage chunk size per dim (``-1``: whole axis); unnamed dims take
+        :data:`DEFAULT_CHUNKS`. When resuming without ``chunks``, the store's
+        own chunks are used.
+    overwrite
+        Replace an existing store. Without it an existing store is refused.
+    resume
+        Finish an incomplete store written earlier from the same data:
+        only chunks not yet present are computed and written. A store that
+        is already complete is left as it is.
+    storage_options
+        Passed to fsspec (for S3: ``key``, ``secret``, ``endpoint_url``, ...).
+    progress
+        Show a progress bar (``distributed.progress`` under a Client).
+
+    Returns
+    -------
+    WriteSummary
+        Chunks in the store, chunks written now, chunks skipped as present.
+
+    Raises
+    ------
+    StoreExistsError
+        ``url`` holds a store and neither ``overwrite`` nor ``resume`` was given.
+    IncompleteStoreError
+        ``url`` holds an unfinished write and neither flag was given.
+    StoreMismatchError
+        ``resume`` into a store whose shape, chunks or coordinates differ.
+    """
+    data = validate(data)
+    if overwrite and resume:
+        raise ValueError("pass overwrite=True or resume=True, not both.")
+    chunk_map = resolve_chunks(data, chunks)
+    chunk_shape = tuple(chunk_map[d] for d in data.dims)
+    status = store_status(url, storage_options=storage_options)
+    fs, root = _fs(url, storage_options)
+    if status.exists and resume and status.written_by_xrfsr:
+        existing = xr.open_zarr(url, consolidated=False, storage_options=storage_options, chunks=None)
+        if chunks is None:  # resume with the chunks the store was created with
+            chunk_shape = tuple(existing[NAME].encoding["chunks"])
+        _check_matches(existing[NAME], data, chunk_shape, url)
+        done = _written_chunks(fs, root)
+        if status.complete:
+            total = int(np.prod(_chunk_grid(data.shape, chunk_shape)))
+            return WriteSummary(url, total, 0, total)
+    elif status.exists and not overwrite:
+        if status.written_by_xrfsr and not status.complete:
+            raise IncompleteStoreError(
+                f"{url} holds an unfinished write ({status.describe()}). Pass resume=True "
+                "(xrfsr ... --resume) to finish it from the same inputs, or overwrite=True "
+                "(--overwrite) to start over."
+            )
+        raise StoreExistsError(
+            f"{url} already exists ({status.describe()}); pass overwrite=True "
+            "(--overwrite) to replace it, or choose another destination."
+        )
+    else:
+        if fs.exists(root):
+            if not overwrite and fs.ls(root):
+                raise StoreExistsError(
+                    f"{url} exists and is not a zarr store; refusing to write into it. "
+                    "Choose another destination or pass overwrite=True to replace it."
+                )
+            fs.rm(root, recursive=True)
+        _create(data, url, chunk_shape, storage_options)
+        done = set()
+    return _fill(data, url, chunk_shape, done, storage_options, progress)
+
+
+def _create(
+    data: xr.DataArray, url: str, chunk_shape: tuple[int, ...], storage_options: Mapping[str, Any] | None
+) -> None:
+    """Write metadata and coordinates, with the store marked incomplete."""
+    # The counts become a lazy placeholder that is never computed: only the
+    # coordinates (in memory) are written here.
+    placeholder = data.copy(data=dsa.empty(data.shape, chunks=chunk_shape, dtype=data.dtype))
+    ds = _in_memory_coords(placeholder).to_dataset()
+    ds.attrs = {MARKER: {"complete": False, "version": __version__, "kind": kind_of(data), "started": _now()}}
+    encoding = {
+        NAME: {
+            "chunks": chunk_shape,
+            "compressors": (ZstdCodec(level=ZSTD_LEVEL), Crc32cCodec()),
+        }
+    }
+    # compute=False writes metadata and coordinates only; the counts are
+    # written block by block in _fill so that a resumed run can skip blocks.
+    ds.to_zarr(
+        url,
+        mode="w-",
+        compute=False,
+        zarr_format=3,
+        consolidated=False,
+        encoding=encoding,
+        storage_options=storage_options,
+    )
+
+
+def _fill(
+    data: xr.DataArray,
+    url: str,
+    chunk_shape: tuple[int, ...],
+    done: set[tuple[int, ...]],
+    storage_options: Mapping[str, Any] | None,
+    progress: bool,
+) -> WriteSummary:
+    array = zarr.open_array(
+        url, path=NAME, mode="r+", storage_options=storage_options, config={"write_empty_chunks": True}
+    )
+    source = data.data if isinstance(data.data, dsa.Array) else dsa.from_array(data.data, chunks=chunk_shape)
+    blocks = source.rechunk(chunk_shape).to_delayed()
+    write = dask.delayed(_write_block, pure=False)
+    tasks = []
+    for index in np.ndindex(blocks.shape):
+        if index in done:
+            continue
+        region = tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, chunk_shape, strict=True))
+        tasks.append(write(blocks[index], array, region))
+    _progress.compute(tasks, progress=progress, description=f"writing {url}")
+    total = int(np.prod(blocks.shape))
+    fs, root = _fs(url, storage_options)
+    present = len(_written_chunks(fs, root))
+    if present != total:
+        raise IncompleteStoreError(
+            f"{url}: {present} of {total} chunks present after writing; the store stays "
+            "marked incomplete. Re-run with resume=True (--resume)."
+        )
+    group = zarr.open_group(url, mode="r+", storage_options=storage_options)
+    marker = dict(group.attrs[MARKER])
+    marker.update(complete=True, finished=_now())
+    group.attrs[MARKER] = marker
+    return WriteSummary(url, total, len(tasks), total - len(tasks))
+
+
+def open_xrf(
+    url: str,
+    *,
+    chunks: Mapping[str, int] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    allow_incomplete: bool = False,
+) -> xr.DataArray:
+    """Open a zarr store as a lazy, validated ``counts`` DataArray.
+
+    Parameters
+    ----------
+    url
+        Local path or fsspec URL of the store.
+    chunks
+        Dask chunk size per dim; by default the storage chunks.
+    storage_options
+        Passed to fsspec.
+    allow_incomplete
+        Open a store whose write has not finished (for inspection); missing
+        chunks read as NaN.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dask-backed: only metadata and coordinates are read here.
+
+    Raises
+    ------
+    SourceNotFoundError
+        No zarr store at ``url``.
+    IncompleteStoreError
+        The store was not marked complete and ``allow_incomplete`` is false.
+    """
+    status = store_status(url, storage_options=storage_options)
+    if not status.exists:
+        raise SourceNotFoundError(
+            f"no zarr store at {url} (no zarr.json there); check the path or URL "
+            "and, for s3://, the storage options (endpoint, credentials)."
+        )
+    if status.written_by_xrfsr and not status.complete and not allow_incomplete:
+        raise IncompleteStoreError(
+            f"{url} is an unfinished write ({status.describe()}): finish it by re-running "
+            "the command that wrote it with --resume (save(..., resume=True)), or pass "
+            "allow_incomplete=True to inspect it."
+        )
+    ds = xr.open_zarr(
+        url,
+        consolidated=False,
+        zarr_format=3,
+        chunks=dict(chunks) if chunks else {},
+        storage_options=storage_options,
+    )
+    if NAME not in ds.data_vars:
+        return validate(ds)  # raises, naming what the store holds instead
+    return validate(_in_memory_coords(ds[NAME]))
+
+
+def _in_memory_coords(obj: xr.DataArray) -> xr.DataArray:
+    """Load the (small, 1-D) coordinates; store strings as ``object`` like the constructors.
+
+    zarr v3 returns variable-length strings as NumPy ``StringDType``.
+    """
+    loaded = {}
+    for name, coord in obj.coords.items():
+        coord = coord.compute()
+        if coord.dtype.kind == "T":
+            coord = coord.astype(object)
+        loaded[name] = coord
+    return obj.assign_coords(loaded)
+
