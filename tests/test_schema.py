@@ -33,6 +33,11 @@ def test_element_lines_and_energies_from_names():
     np.testing.assert_allclose(da.energy_kev.values[:3], [7.478, 2.293, 2.048])
     assert math.isnan(da.energy_kev.values[3])
     assert emission_energy_kev("Fe_ka1") == ("K", 6.404)
+    assert emission_energy_kev("Fe") == ("K", 6.404)
+    line, energy = emission_energy_kev("Xx_K")
+    assert line == "" and math.isnan(energy)
+    line, energy = emission_energy_kev("Rb")
+    assert line == "K" and math.isnan(energy)
     assert da.energy_kev.attrs["units"] == "keV"
 
 

@@ -12,7 +12,7 @@ from xrfsr_dask.errors import (
     XrfsrError,
     XrfsrWarning,
 )
-from xrfsr_dask.io import open_xrf, save, store_status
+from xrfsr_dask.io import ingest, open_xrf, read, read_series, save, store_status
 from xrfsr_dask.schema import add_provenance, validate, xrf_maps, xrf_volume
 
 __all__ = [
@@ -27,7 +27,10 @@ __all__ = [
     "XrfsrWarning",
     "__version__",
     "add_provenance",
+    "ingest",
     "open_xrf",
+    "read",
+    "read_series",
     "save",
     "store_status",
     "validate",

@@ -88,7 +88,14 @@ _EMISSION_KEV: dict[tuple[str, str], float] = {
     ("W", "M"): 1.775, ("Pt", "M"): 2.048, ("Au", "M"): 2.123,
     ("Pb", "M"): 2.346,
 }
-_LINE_NAME = re.compile(r"^(?P<symbol>[A-Z][a-z]?)_(?P<line>[KLMklm])(?:[a-z]\w*)?$")
+_LINE_NAME = re.compile(r"^(?P<symbol>[A-Z][a-z]?)(?:_(?P<line>[KLMklm])(?:[a-z]\w*)?)?$")
+# Element symbols Z = 1..98; a bare symbol (MAPS writes "Fe") names the K line.
+_SYMBOLS = frozenset(
+    "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn "
+    "Ga Ge As Se Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce "
+    "Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At "
+    "Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf".split()
+)
 
 
 def emission_energy_kev(name: str) -> tuple[str, float]:
@@ -98,7 +105,8 @@ def emission_energy_kev(name: str) -> tuple[str, float]:
     ----------
     name
         Channel name in the PyXRF/MAPS convention ``Symbol_Line`` (``"Ni_K"``,
-        ``"Mo_L"``, ``"Pt_M"``, ``"Fe_ka1"``).
+        ``"Mo_L"``, ``"Pt_M"``, ``"Fe_ka1"``) or a bare symbol for the K line
+        (``"Fe"``, as MAPS writes it).
 
     Returns
     -------
@@ -113,9 +121,9 @@ def emission_energy_kev(name: str) -> tuple[str, float]:
     ('K', 5.899)
     """
     match = _LINE_NAME.match(name)
-    if match is None:
+    if match is None or match["symbol"] not in _SYMBOLS:
         return "", math.nan
-    line = match["line"].upper()
+    line = (match["line"] or "K").upper()
     return line, _EMISSION_KEV.get((match["symbol"], line), math.nan)
 
 

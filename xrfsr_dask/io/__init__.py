@@ -1,5 +1,6 @@
 """Storage (zarr v3 at any fsspec URL) and ingest of beamline file formats."""
 
+from xrfsr_dask.io.ingest import detect_format, ingest, read, read_series
 from xrfsr_dask.io.store import (
     DEFAULT_CHUNKS,
     StoreStatus,
@@ -14,7 +15,11 @@ __all__ = [
     "DEFAULT_CHUNKS",
     "StoreStatus",
     "WriteSummary",
+    "detect_format",
+    "ingest",
     "open_xrf",
+    "read",
+    "read_series",
     "resolve_chunks",
     "save",
     "store_status",

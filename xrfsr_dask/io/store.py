@@ -25,6 +25,7 @@ from typing import Any
 import dask
 import dask.array as dsa
 import fsspec
+import fsspec.implementations.local
 import numpy as np
 import xarray as xr
 import zarr
@@ -91,6 +92,13 @@ def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
     return fsspec.core.url_to_fs(url, **dict(storage_options or {}))
 
 
+def local_path(url: str) -> str:
+    """``file://`` URLs as plain paths (zarr's LocalStore creates parent folders)."""
+    if url.startswith("file://"):
+        return fsspec.implementations.local.LocalFileSystem._strip_protocol(url)
+    return url
+
+
 def _chunk_grid(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(-(-n // c) for n, c in zip(shape, chunks, strict=True))
 
@@ -112,6 +120,7 @@ def store_status(url: str, *, storage_options: Mapping[str, Any] | None = None) 
 
     Nothing but ``zarr.json`` documents and the key listing is read.
     """
+    url = local_path(url)
     fs, root = _fs(url, storage_options)
     if not fs.exists(f"{root}/zarr.json"):
         return StoreStatus(url, False, False, None, 0, 0)
@@ -231,6 +240,7 @@ def save(
         ``resume`` into a store whose shape, chunks or coordinates differ.
     """
     data = validate(data)
+    url = local_path(url)
     if overwrite and resume:
         raise ValueError("pass overwrite=True or resume=True, not both.")
     chunk_map = resolve_chunks(data, chunks)
@@ -367,6 +377,7 @@ def open_xrf(
     IncompleteStoreError
         The store was not marked complete and ``allow_incomplete`` is false.
     """
+    url = local_path(url)
     status = store_status(url, storage_options=storage_options)
     if not status.exists:
         raise SourceNotFoundError(

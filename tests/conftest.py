@@ -1,0 +1,58 @@
+"""Shared fixtures: a real S3 server (moto, server mode) on 127.0.0.1."""
+
+import os
+import uuid
+
+import numpy as np
+import pytest
+
+from xrfsr_dask import xrf_maps
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A moto S3 server on a free loopback port, one per test session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    yield endpoint
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def s3_bucket(s3_server):
+    """A fresh bucket; returns ``(url_prefix, storage_options)``."""
+    import s3fs
+
+    options = {"endpoint_url": s3_server, "key": "testing", "secret": "testing"}
+    fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
+    bucket = f"xrf-{uuid.uuid4().hex[:12]}"
+    fs.mkdir(bucket)
+    return f"s3://{bucket}", options
+
+
+@pytest.fixture
+def series():
+    """A small two-element, three-angle series with Poisson counts."""
+    rng = np.random.default_rng(7)
+    counts = rng.poisson(20.0, size=(2, 3, 24, 30)).astype(np.float32)
+    return xrf_maps(
+        counts,
+        elements=["Ni_K", "Mo_L"],
+        step_nm=(50.0, 40.0),
+        origin_nm=(1000.0, -200.0),
+        angles=[-60.0, 0.0, 60.0],
+        probe_fwhm_nm=61.6,
+        scan_mode="fly",
+        dwell_s=0.05,
+    )
