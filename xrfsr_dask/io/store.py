@@ -43,6 +43,7 @@ from xrfsr_dask.schema import NAME, kind_of, validate
 
 __all__ = [
     "DEFAULT_CHUNKS",
+    "describe",
     "StoreStatus",
     "WriteSummary",
     "open_xrf",
@@ -92,11 +93,16 @@ def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
     return fsspec.core.url_to_fs(url, **dict(storage_options or {}))
 
 
-def local_path(url: str) -> str:
-    """``file://`` URLs as plain paths (zarr's LocalStore creates parent folders)."""
+def _location(url: str, storage_options: Mapping[str, Any] | None) -> tuple[str, dict[str, Any] | None]:
+    """Normalised ``(url, storage_options)``.
+
+    ``file://`` URLs become plain paths (zarr's LocalStore creates parent
+    folders) and empty storage options become None (zarr refuses options for
+    a local path).
+    """
     if url.startswith("file://"):
-        return fsspec.implementations.local.LocalFileSystem._strip_protocol(url)
-    return url
+        url = fsspec.implementations.local.LocalFileSystem._strip_protocol(url)
+    return url, dict(storage_options) if storage_options else None
 
 
 def _chunk_grid(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
@@ -120,7 +126,7 @@ def store_status(url: str, *, storage_options: Mapping[str, Any] | None = None) 
 
     Nothing but ``zarr.json`` documents and the key listing is read.
     """
-    url = local_path(url)
+    url, storage_options = _location(url, storage_options)
     fs, root = _fs(url, storage_options)
     if not fs.exists(f"{root}/zarr.json"):
         return StoreStatus(url, False, False, None, 0, 0)
@@ -240,7 +246,7 @@ def save(
         ``resume`` into a store whose shape, chunks or coordinates differ.
     """
     data = validate(data)
-    url = local_path(url)
+    url, storage_options = _location(url, storage_options)
     if overwrite and resume:
         raise ValueError("pass overwrite=True or resume=True, not both.")
     chunk_map = resolve_chunks(data, chunks)
@@ -316,8 +322,10 @@ def _fill(
     storage_options: Mapping[str, Any] | None,
     progress: bool,
 ) -> WriteSummary:
-    array = zarr.open_array(
-        url, path=NAME, mode="r+", storage_options=storage_options, config={"write_empty_chunks": True}
+    # Every chunk is written, even one equal to the fill value (all NaN), so
+    # that the chunk keys present are exactly the chunks done (for resume).
+    array = zarr.open_array(url, path=NAME, mode="r+", storage_options=storage_options).with_config(
+        {"write_empty_chunks": True}
     )
     source = data.data if isinstance(data.data, dsa.Array) else dsa.from_array(data.data, chunks=chunk_shape)
     blocks = source.rechunk(chunk_shape).to_delayed()
@@ -377,7 +385,7 @@ def open_xrf(
     IncompleteStoreError
         The store was not marked complete and ``allow_incomplete`` is false.
     """
-    url = local_path(url)
+    url, storage_options = _location(url, storage_options)
     status = store_status(url, storage_options=storage_options)
     if not status.exists:
         raise SourceNotFoundError(
@@ -415,3 +423,54 @@ def _in_memory_coords(obj: xr.DataArray) -> xr.DataArray:
         loaded[name] = coord
     return obj.assign_coords(loaded)
 
+
+
+def _element_entry(counts: xr.DataArray, i: int) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": str(counts.element.values[i])}
+    if "line" in counts.coords:
+        entry["line"] = str(counts.coords["line"].values[i])
+    if "energy_kev" in counts.coords:
+        energy = float(counts.coords["energy_kev"].values[i])
+        entry["energy_kev"] = None if np.isnan(energy) else energy
+    return entry
+
+
+def describe(url: str, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a store holds, from metadata only: layout, elements, physical sizes, completeness.
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``url``, ``status``, ``kind``, ``dims``, ``shape``,
+        ``chunks``, ``dtype``, ``elements`` (name, line, energy in keV),
+        ``spacing_nm`` and ``extent_nm`` per spatial dim, ``angles_deg``
+        (count, min, max) for a series, the scan attributes and the list of
+        operations in ``provenance``.
+    """
+    url, storage_options = _location(url, storage_options)
+    status = store_status(url, storage_options=storage_options)
+    counts = open_xrf(url, storage_options=storage_options, allow_incomplete=True)
+    kind = kind_of(counts)
+    spatial = ("z", "y", "x") if kind == "volume" else ("y", "x")
+    spacing = counts.attrs["voxel_nm" if kind == "volume" else "step_nm"]
+    out: dict[str, Any] = {
+        "url": url,
+        "status": status.describe(),
+        "kind": kind,
+        "dims": list(counts.dims),
+        "shape": list(counts.shape),
+        "chunks": list(counts.encoding.get("chunks", ())),
+        "dtype": str(counts.dtype),
+        "units": counts.attrs["units"],
+        "elements": [_element_entry(counts, i) for i in range(counts.sizes["element"])],
+        "spacing_nm": dict(zip(spatial, spacing, strict=True)),
+        "extent_nm": {d: float(counts.sizes[d] * s) for d, s in zip(spatial, spacing, strict=True)},
+    }
+    if kind == "series":
+        angles = counts.angle.values
+        out["angles_deg"] = {"count": int(angles.size), "min": float(angles.min()), "max": float(angles.max())}
+    for key in ("scan_mode", "fast_axis", "probe_fwhm_nm", "dwell_s"):
+        if key in counts.attrs:
+            out[key] = counts.attrs[key]
+    out["provenance"] = [p["operation"] for p in counts.attrs["provenance"]]
+    return out

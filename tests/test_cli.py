@@ -1,0 +1,94 @@
+"""The xrfsr command line: ingest and info, locally and on S3; errors exit 2 with one line."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from xrfsr_dask import open_xrf, store_status
+from xrfsr_dask.cli import app
+from xrfsr_dask.testing import grid_positions, particles, write_maps_h5, write_pyxrf_h5
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def pyxrf_file(tmp_path):
+    maps = particles((16, 20), 3, seed=4)
+    y, x = grid_positions((16, 20), (0.05, 0.04))
+    return write_pyxrf_h5(tmp_path / "scan2D_7.h5", maps, ["Ni_K", "Co_K", "compton"], y_pos=y, x_pos=x,
+                          scalers={"i0": np.full((16, 20), 5e4)}), maps
+
+
+@pytest.fixture
+def maps_file(tmp_path):
+    maps = particles((12, 10), 2, seed=6)
+    return write_maps_h5(tmp_path / "2xfm_0001.h5", maps, ["Fe", "Mo_L"], y_axis=0.0002 * np.arange(12),
+                         x_axis=0.0002 * np.arange(10)), maps
+
+
+def test_ingest_then_info_local(tmp_path, pyxrf_file):
+    path, maps = pyxrf_file
+    dst = str(tmp_path / "out.zarr")
+    result = runner.invoke(app, ["ingest", str(path), dst, "--chunks", "y=8,x=8", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "12 chunks written, 0 already present, 12 in all; complete." in result.output
+    np.testing.assert_array_equal(open_xrf(dst).values, maps[:2])
+    result = runner.invoke(app, ["info", dst])
+    assert result.exit_code == 0, result.output
+    assert "complete (12 of 12 chunks written)" in result.output
+    assert "maps ('element', 'y', 'x') shape (2, 16, 20) float32" in result.output
+    assert "spacing   y 50 nm, x 40 nm" in result.output
+    assert "Ni_K 7.478 keV, Co_K 6.930 keV" in result.output
+    info = json.loads(runner.invoke(app, ["info", dst, "--json"]).output)
+    assert info["extent_nm"] == {"y": 800.0, "x": 800.0}
+
+
+def test_ingest_maps_and_pyxrf_to_s3(s3_bucket, pyxrf_file, maps_file):
+    prefix, options = s3_bucket
+    opts = [a for k, v in options.items() for a in ("-o", f"{k}={v}")]
+    for (path, maps), name, expected in [(pyxrf_file, "p.zarr", ["Ni_K", "Co_K"]), (maps_file, "m.zarr", ["Fe", "Mo_L"])]:
+        url = f"{prefix}/{name}"
+        result = runner.invoke(app, ["ingest", str(path), url, "--no-progress", *opts])
+        assert result.exit_code == 0, result.output
+        back = open_xrf(url, storage_options=options)
+        assert list(back.element.values) == expected
+        np.testing.assert_array_equal(back.values, maps[: len(expected)])
+        result = runner.invoke(app, ["info", url, *opts])
+        assert result.exit_code == 0, result.output
+        assert "status    complete" in result.output and url in result.output
+
+
+def test_existing_destination_refused_without_overwrite(tmp_path, pyxrf_file):
+    path, maps = pyxrf_file
+    dst = str(tmp_path / "out.zarr")
+    assert runner.invoke(app, ["ingest", str(path), dst, "--no-progress"]).exit_code == 0
+    result = runner.invoke(app, ["ingest", str(path), dst, "--no-progress", "--normalize", "i0"])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and "already exists" in result.output and "--overwrite" in result.output
+    assert open_xrf(dst).attrs["units"] == "counts"
+    result = runner.invoke(app, ["ingest", str(path), dst, "--no-progress", "--normalize", "i0", "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert open_xrf(dst).attrs["units"] == "counts at mean i0"
+
+
+def test_missing_input_and_bad_options(tmp_path):
+    result = runner.invoke(app, ["ingest", str(tmp_path / "gone.h5"), str(tmp_path / "o.zarr")])
+    assert result.exit_code == 2 and "input file not found" in result.output and "gone.h5" in result.output
+    assert not (tmp_path / "o.zarr").exists()
+    result = runner.invoke(app, ["info", str(tmp_path / "none.zarr")])
+    assert result.exit_code == 2 and "no zarr store at" in result.output
+    result = runner.invoke(app, ["ingest", "a.h5", "b.zarr", "--chunks", "y=big"])
+    assert result.exit_code == 2 and "chunk sizes must be integers" in result.output
+
+
+def test_demo_writes_a_complete_series(tmp_path):
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--out", str(out), "--size", "24", "--angles", "4"])
+    assert result.exit_code == 0, result.output
+    assert store_status(str(out / "series.zarr")).complete
+    series = open_xrf(str(out / "series.zarr"))
+    assert series.shape == (4, 4, 24, 24)
+    assert list(series.angle.values) == [-90.0, -45.0, 0.0, 45.0]
+    assert runner.invoke(app, ["demo", "--out", str(out), "--size", "24", "--angles", "4"]).exit_code == 2

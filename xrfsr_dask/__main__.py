@@ -1,0 +1,3 @@
+from xrfsr_dask.cli import main
+
+main()
