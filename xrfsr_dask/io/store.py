@@ -18,6 +18,7 @@ so a corrupted chunk fails loudly on read instead of returning wrong counts.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -191,7 +192,7 @@ def _check_matches(existing: xr.DataArray, data: xr.DataArray, chunks: tuple[int
             )
 
 
-def _write_block(block: np.ndarray, array: zarr.Array, region: tuple[slice, ...]) -> int:
+def _write_block(block: np.ndarray, *, array: zarr.Array, region: tuple[slice, ...]) -> int:
     array[region] = np.asarray(block)
     return 1
 
@@ -329,13 +330,15 @@ def _fill(
     )
     source = data.data if isinstance(data.data, dsa.Array) else dsa.from_array(data.data, chunks=chunk_shape)
     blocks = source.rechunk(chunk_shape).to_delayed()
-    write = dask.delayed(_write_block, pure=False)
+    # The array is bound in a partial: as a task argument dask would traverse
+    # the zarr.Array dataclass field by field on every call.
+    write = dask.delayed(functools.partial(_write_block, array=array), pure=False)
     tasks = []
     for index in np.ndindex(blocks.shape):
         if index in done:
             continue
         region = tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, chunk_shape, strict=True))
-        tasks.append(write(blocks[index], array, region))
+        tasks.append(write(blocks[index], region=region))
     _progress.compute(tasks, progress=progress, description=f"writing {url}")
     total = int(np.prod(blocks.shape))
     fs, root = _fs(url, storage_options)
