@@ -169,10 +169,15 @@ def _normalisation(header: ScanHeader, name: str) -> np.ndarray:
     return factor.astype(np.float32)
 
 
-def _normalised_units(header: ScanHeader, normalize: str | None) -> str:
-    if normalize is None:
-        return header.units
-    return f"{header.units} at mean {normalize}"
+def _scan_attrs(header: ScanHeader, normalize: str | None) -> dict[str, Any]:
+    """The scan description a header gives to :func:`~xrfsr_dask.schema.xrf_maps`."""
+    return {
+        "probe_fwhm_nm": header.probe_fwhm_nm,
+        "scan_mode": header.scan_mode,
+        "fast_axis": header.fast_axis,
+        "dwell_s": header.dwell_s,
+        "units": header.units if normalize is None else f"{header.units} at mean {normalize}",
+    }
 
 
 def maps_from_header(
@@ -192,11 +197,7 @@ def maps_from_header(
         elements=[header.channels[i] for i in indices],
         step_nm=header.step_nm,
         origin_nm=header.origin_nm,
-        probe_fwhm_nm=header.probe_fwhm_nm,
-        scan_mode=header.scan_mode,
-        fast_axis=header.fast_axis,
-        dwell_s=header.dwell_s,
-        units=_normalised_units(header, normalize),
+        **_scan_attrs(header, normalize),
         operation=operation,
         parameters=parameters,
     )
@@ -286,11 +287,7 @@ def series_from_headers(
         step_nm=tuple(float(np.mean([h.step_nm[i] for h in headers])) for i in (0, 1)),
         origin_nm=first.origin_nm,
         angles=angle_values,
-        probe_fwhm_nm=first.probe_fwhm_nm,
-        scan_mode=first.scan_mode,
-        fast_axis=first.fast_axis,
-        dwell_s=first.dwell_s,
-        units=_normalised_units(first, normalize),
+        **_scan_attrs(first, normalize),
         operation=operation,
         parameters=parameters,
     )
