@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import dask
@@ -56,7 +56,6 @@ class ScanHeader:
     dwell_s: float | None = None
     probe_fwhm_nm: float | None = None
     units: str = "counts"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def grid_from_positions(

@@ -63,14 +63,14 @@ def _layout(f: h5py.File, analysis: Analysis, path: Path) -> dict[str, str]:
                 "counts": f"{v10}/Counts_Per_Sec", "names": f"{v10}/Channel_Names",
                 "scalers": "MAPS/Scalers/Values", "scaler_names": "MAPS/Scalers/Names",
                 "x": "MAPS/Scan/x_axis", "y": "MAPS/Scan/y_axis", "theta": "MAPS/Scan/theta",
-                "pvs": "MAPS/Scan/Extra_PVs", "units": "counts/s", "analysis": name,
+                "pvs": "MAPS/Scan/Extra_PVs", "units": "counts/s",
             }
         if f"MAPS/{_V9[name]}" in f:
             return {
                 "counts": f"MAPS/{_V9[name]}", "names": "MAPS/channel_names",
                 "scalers": "MAPS/scalers", "scaler_names": "MAPS/scaler_names",
                 "x": "MAPS/x_axis", "y": "MAPS/y_axis", "theta": "",
-                "pvs": "MAPS/extra_pvs", "units": "counts", "analysis": name,
+                "pvs": "MAPS/extra_pvs", "units": "counts",
             }
     looked = [k for n in order for k in (f"MAPS/XRF_Analyzed/{_V10[n]}/Counts_Per_Sec", f"MAPS/{_V9[n]}")]
     raise layout_error(f, path, looked, looked)
@@ -186,5 +186,4 @@ def maps_header(
         load_scaler=load_scaler,
         angle_deg=angle,
         units=keys["units"],
-        extra={"analysis": keys["analysis"]},
     )
