@@ -1,8 +1,11 @@
-"""Shared fixtures: a real S3 server (moto, server mode) on 127.0.0.1."""
+"""Shared fixtures: a real S3 server (moto, server mode) on 127.0.0.1, a guard
+against dask computing, and skipping of ``gpu`` tests where there is no GPU."""
 
+import contextlib
 import os
 import uuid
 
+import dask
 import numpy as np
 import pytest
 
@@ -56,3 +59,36 @@ def series():
         scan_mode="fly",
         dwell_s=0.05,
     )
+
+
+def _gpu_available() -> bool:
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no CuPy, no driver, no device: all mean "no GPU here"
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    if _gpu_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU and CuPy (pip install -e '.[gpu]')")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def no_dask_compute():
+    """A context in which any dask computation raises (laziness is asserted)."""
+
+    def scheduler(dsk, keys, **kwargs):
+        raise RuntimeError("dask computed inside no_dask_compute()")
+
+    @contextlib.contextmanager
+    def guard():
+        with dask.config.set(scheduler=scheduler):
+            yield
+
+    return guard

@@ -1,0 +1,245 @@
+"""Probe fitting: known Gaussians, curve_fit agreement, bad input, backends."""
+
+import math
+
+import dask.array as dsa
+import numpy as np
+import pytest
+import xarray as xr
+from scipy.optimize import curve_fit
+from scipy.special import erf
+
+from xrfsr_dask.probe import (
+    FWHM_PER_SIGMA,
+    STATUS,
+    GaussianProbe,
+    combined_resolution_nm,
+    fit_line,
+    fit_probe,
+)
+
+
+def _noisy_probes(fwhm, pixel, n, *, size=48, peak=2e4, background=30.0, angle=0.0, seed=0):
+    """``n`` Poisson realisations of a probe at random sub-pixel centres, plus the centres."""
+    rng = np.random.default_rng(seed)
+    axis = np.arange(size) * pixel
+    mid = axis[size // 2]
+    centres = mid + rng.uniform(-2 * pixel, 2 * pixel, size=(n, 2))
+    probe = GaussianProbe(fwhm, angle_deg=angle)
+    clean = np.stack([probe.image(axis, axis, center_nm=tuple(c)) * peak + background for c in centres])
+    return rng.poisson(clean).astype(np.float64), centres
+
+
+def _curve_fit_one(image, pixel):
+    """The same model fitted by scipy's curve_fit, in (A, yc, xc, σ1, σ2, θ, B)."""
+    ny, nx = image.shape
+    yy, xx = np.meshgrid(np.arange(ny) * pixel, np.arange(nx) * pixel, indexing="ij")
+
+    def model(coords, amp, yc, xc, sa, sb, phi, off):
+        y, x = coords
+        u = (x - xc) * np.cos(phi) + (y - yc) * np.sin(phi)
+        v = -(x - xc) * np.sin(phi) + (y - yc) * np.cos(phi)
+        return amp * np.exp(-0.5 * (u**2 / sa**2 + v**2 / sb**2)) + off
+
+    iy, ix = np.unravel_index(np.argmax(image), image.shape)
+    p0 = [image.max() - image.min(), iy * pixel, ix * pixel, 4 * pixel, 3 * pixel, 0.3, image.min()]
+    popt, pcov = curve_fit(model, (yy.ravel(), xx.ravel()), image.ravel(), p0=p0)
+    return popt, np.sqrt(np.diag(pcov))
+
+
+def test_combined_resolution_reproduces_the_paper():
+    assert round(combined_resolution_nm(61.6, 72.0), 1) == 94.8
+    assert round(combined_resolution_nm(24.7, 51.8), 1) == 57.4
+    both = combined_resolution_nm([61.6, 24.7], [72.0, 51.8])
+    np.testing.assert_allclose(both, [94.8, 57.4], atol=0.05)
+    with pytest.raises(ValueError, match="probe_nm must be finite and >= 0"):
+        combined_resolution_nm(-1.0, 50.0)
+
+
+@pytest.mark.parametrize(("fwhm", "pixel"), [(61.6, 5.0), (24.7, 2.0)])
+def test_noisy_probe_fwhm_recovered_within_one_percent(fwhm, pixel):
+    images, centres = _noisy_probes(fwhm, pixel, 25, seed=int(fwhm))
+    fit = fit_probe(images, pixel_nm=pixel)
+    assert fit.converged.all()
+    np.testing.assert_allclose(fit.fwhm_nm, fwhm, rtol=0.01)
+    np.testing.assert_allclose(fit.fwhm_major_nm, fwhm, rtol=0.01)
+    np.testing.assert_allclose(fit.center_y_nm, centres[:, 0], atol=0.05 * pixel)
+    np.testing.assert_allclose(fit.center_x_nm, centres[:, 1], atol=0.05 * pixel)
+    # The reported standard errors describe the actual scatter of the estimates.
+    scatter = float(fit.fwhm_nm.std())
+    assert 0.4 < scatter / float(fit.fwhm_major_nm_stderr.mean()) < 2.5
+    assert fit.fwhm_nm.attrs["units"] == "nm"
+    assert fit.attrs["provenance"][-1]["operation"] == "xrfsr_dask.probe.fit_probe"
+
+
+def test_matches_scipy_curve_fit_on_the_same_images():
+    images, _ = _noisy_probes((70.0, 45.0), 5.0, 8, angle=25.0, peak=3000.0, seed=3)
+    fit = fit_probe(images, pixel_nm=5.0)
+    for i, image in enumerate(images):
+        popt, perr = _curve_fit_one(image, 5.0)
+        amp, yc, xc, sa, sb, phi, off = popt
+        sa, sb = abs(sa), abs(sb)
+        if sa < sb:
+            sa, sb, phi = sb, sa, phi + math.pi / 2
+        angle = (math.degrees(phi) + 90) % 180 - 90
+        one = fit.isel(image=i)
+        ours = [one.amplitude, one.center_y_nm, one.center_x_nm, one.sigma_major_nm,
+                one.sigma_minor_nm, one.angle_deg, one.offset]
+        np.testing.assert_allclose([float(v) for v in ours], [amp, yc, xc, sa, sb, angle, off], rtol=1e-3)
+        np.testing.assert_allclose(float(one.sigma_major_nm_stderr), perr[3] if popt[3] ** 2 >= popt[4] ** 2
+                                   else perr[4], rtol=0.02)
+        np.testing.assert_allclose(float(one.center_x_nm_stderr), perr[2], rtol=0.02)
+
+
+def test_rotated_elliptical_probe_and_angle_convention():
+    axis = np.arange(40) * 5.0
+    image = GaussianProbe((60.0, 30.0), angle_deg=120.0).image(axis, axis, center_nm=(97.0, 101.0))
+    fit = fit_probe(image * 500 + 5, pixel_nm=5.0)
+    assert fit.converged
+    assert float(fit.angle_deg) == pytest.approx(-60.0, abs=1e-6)  # 120 deg is -60 deg for an axis
+    assert float(fit.fwhm_major_nm) == pytest.approx(60.0, rel=1e-8)
+    assert float(fit.fwhm_minor_nm) == pytest.approx(30.0, rel=1e-8)
+    assert float(fit.fwhm_nm) == pytest.approx(math.sqrt(60 * 30), rel=1e-8)
+    probe = GaussianProbe.from_fit(fit)
+    assert probe.fwhm_pair_nm == pytest.approx((60.0, 30.0)) and probe.angle_deg == pytest.approx(-60.0)
+
+
+def test_anisotropic_pixels_are_fitted_in_nm():
+    y, x = np.arange(50) * 4.0, np.arange(40) * 6.0
+    probe = GaussianProbe((50.0, 35.0), angle_deg=30.0)
+    da = xr.DataArray(
+        probe.image(y, x, center_nm=(101.0, 118.0)) * 100,
+        dims=("y", "x"),
+        coords={"y": ("y", y, {"units": "nm"}), "x": ("x", x, {"units": "nm"})},
+    )
+    fit = fit_probe(da)
+    assert float(fit.fwhm_major_nm) == pytest.approx(50.0, rel=1e-6)
+    assert float(fit.fwhm_minor_nm) == pytest.approx(35.0, rel=1e-6)
+    assert float(fit.angle_deg) == pytest.approx(30.0, abs=1e-4)
+    assert (float(fit.center_y_nm), float(fit.center_x_nm)) == pytest.approx((101.0, 118.0))
+
+
+def test_complex_probe_fits_its_intensity():
+    axis = np.arange(32) * 5.0
+    intensity = GaussianProbe(40.0).image(axis, axis, center_nm=(80.0, 70.0))
+    field = np.sqrt(intensity) * np.exp(1j * 0.4 * np.add.outer(np.arange(32), np.arange(32)))
+    assert float(fit_probe(field, pixel_nm=5.0).fwhm_nm) == pytest.approx(40.0, rel=1e-9)
+
+
+def test_batch_marks_bad_items_and_fits_the_rest():
+    axis = np.arange(32) * 5.0
+    good = GaussianProbe(30.0).image(axis, axis, center_nm=(80.0, 75.0)) * 100
+    nan = good.copy()
+    nan[3, 4] = np.nan
+    border = GaussianProbe(30.0).image(axis, axis, center_nm=(0.0, 80.0))
+    batch = np.stack([good, np.zeros_like(good), nan, border, good])
+    fit = fit_probe(batch, pixel_nm=5.0)
+    assert fit.reason.values.tolist() == [
+        "converged", "no_peak", "non_finite_input", "peak_at_border", "converged"
+    ]
+    assert fit.converged.values.tolist() == [True, False, False, False, True]
+    np.testing.assert_allclose(fit.fwhm_nm.values[[0, 4]], 30.0, rtol=1e-9)
+    assert np.isnan(fit.fwhm_nm.values[1:4]).all()
+    assert fit.status.attrs["flag_meanings"].split() == list(STATUS)
+
+
+@pytest.mark.parametrize(
+    ("image", "match"),
+    [
+        (np.zeros((16, 16)), "no peak above its background"),
+        (np.full((16, 16), np.nan), "NaN or infinite"),
+        (GaussianProbe(20.0).image(np.arange(16) * 5.0, np.arange(16) * 5.0, center_nm=(40.0, 0.0)),
+         "brightest pixel on the border"),
+        (np.ones((4, 4)), "at least 5 along each"),
+    ],
+    ids=["zeros", "nan", "border", "tiny"],
+)
+def test_single_bad_image_raises(image, match):
+    with pytest.raises(ValueError, match=match):
+        fit_probe(image, pixel_nm=5.0)
+
+
+def test_input_errors_name_the_problem():
+    axis = np.arange(16) * 0.005
+    da = xr.DataArray(np.ones((16, 16)), dims=("y", "x"),
+                      coords={"y": ("y", axis, {"units": "um"}), "x": ("x", axis, {"units": "um"})})
+    with pytest.raises(ValueError, match="units 'um'.*convert"):
+        fit_probe(da)
+    with pytest.raises(ValueError, match="pass pixel_nm"):
+        fit_probe(np.ones((16, 16)))
+    with pytest.raises(ValueError, match="expected \\('y', 'x'\\)"):
+        fit_probe(xr.DataArray(np.ones((16, 16)), dims=("a", "b")), pixel_nm=5.0)
+    with pytest.raises(ValueError, match="max_iter must be a positive integer"):
+        fit_probe(np.ones((16, 16)), pixel_nm=5.0, max_iter=0)
+    with pytest.raises(ValueError, match="fwhm_nm must be one positive number"):
+        GaussianProbe(-3.0)
+
+
+def test_max_iterations_is_reported():
+    images, _ = _noisy_probes(61.6, 5.0, 3, seed=9)
+    fit = fit_probe(images, pixel_nm=5.0, max_iter=1)
+    assert set(fit.reason.values.tolist()) == {"max_iterations"}
+    assert (fit.iterations == 1).all()
+
+
+def test_dask_input_stays_lazy_and_equals_numpy(no_dask_compute):
+    images, _ = _noisy_probes(61.6, 5.0, 7, seed=4)
+    da = xr.DataArray(dsa.from_array(images, chunks=(3, 20, 20)), dims=("angle", "y", "x"))
+    with no_dask_compute():
+        lazy = fit_probe(da, pixel_nm=5.0)
+    assert isinstance(lazy.fwhm_nm.data, dsa.Array)
+    eager = fit_probe(images, pixel_nm=5.0)
+    xr.testing.assert_allclose(lazy.compute().drop_attrs(), eager.rename(image="angle").drop_attrs(), rtol=1e-12)
+
+
+def test_large_numpy_batch_split_over_threads_equals_one_batch():
+    images, _ = _noisy_probes(61.6, 5.0, 1200, size=32, seed=5)
+    split = fit_probe(images, pixel_nm=5.0)  # 1200 x 32 x 32 pixels: more than one task
+    single = xr.concat([fit_probe(images[i : i + 400], pixel_nm=5.0) for i in (0, 400, 800)], "image")
+    np.testing.assert_allclose(split.fwhm_nm, single.fwhm_nm, rtol=1e-12)
+
+
+def test_gaussian_line_spread():
+    x = np.arange(120) * 2.0
+    rng = np.random.default_rng(1)
+    sigma = 24.7 / FWHM_PER_SIGMA
+    lines = rng.poisson(2e4 * np.exp(-0.5 * ((x - 118.0) / sigma) ** 2) + 20, size=(10, 120)).astype(float)
+    fit = fit_line(xr.DataArray(lines, dims=("scan", "x"), coords={"x": ("x", x, {"units": "nm"})}))
+    assert fit.converged.all()
+    np.testing.assert_allclose(fit.fwhm_nm, 24.7, rtol=0.01)
+    np.testing.assert_allclose(fit.center_nm, 118.0, atol=0.2)
+
+
+@pytest.mark.parametrize("step", [4e4, -3e4], ids=["rising", "falling"])
+def test_knife_edge_matches_curve_fit(step):
+    x = np.arange(80) * 3.0
+    sigma = 61.6 / FWHM_PER_SIGMA
+    clean = step * (1 + erf((x - 121.0) / (math.sqrt(2) * sigma))) / 2 + 5e4
+    edge = np.random.default_rng(2).poisson(clean).astype(float)
+    fit = fit_line(edge, kind="knife-edge", pixel_nm=3.0)
+    assert bool(fit.converged)
+    assert float(fit.fwhm_nm) == pytest.approx(61.6, rel=0.02)
+
+    def model(x, amp, x0, sig, off):
+        return amp * (1 + erf((x - x0) / (math.sqrt(2) * sig))) / 2 + off
+
+    popt, _ = curve_fit(model, x, edge, p0=[step, 120.0, 20.0, 5e4])
+    ours = [float(fit.amplitude), float(fit.center_nm), float(fit.sigma_nm), float(fit.offset)]
+    np.testing.assert_allclose(ours, [popt[0], popt[1], abs(popt[2]), popt[3]], rtol=1e-3)
+
+
+def test_line_kind_is_checked():
+    with pytest.raises(ValueError, match="kind must be 'gaussian' or 'knife-edge'"):
+        fit_line(np.ones(20), kind="erf", pixel_nm=1.0)
+
+
+@pytest.mark.gpu
+def test_cupy_fit_equals_numpy():
+    import cupy
+
+    images, _ = _noisy_probes((61.6, 40.0), 5.0, 64, angle=15.0, seed=6)
+    on_gpu = fit_probe(cupy.asarray(images), pixel_nm=5.0)
+    on_cpu = fit_probe(images, pixel_nm=5.0)
+    assert isinstance(on_gpu.fwhm_nm.data, np.ndarray)
+    for name in ("fwhm_major_nm", "fwhm_minor_nm", "angle_deg", "center_x_nm", "amplitude"):
+        np.testing.assert_allclose(on_gpu[name], on_cpu[name], rtol=1e-9)
