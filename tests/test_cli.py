@@ -92,3 +92,41 @@ def test_demo_writes_a_complete_series(tmp_path):
     assert series.shape == (4, 4, 24, 24)
     assert list(series.angle.values) == [-90.0, -45.0, 0.0, 45.0]
     assert runner.invoke(app, ["demo", "--out", str(out), "--size", "24", "--angles", "4"]).exit_code == 2
+
+
+def test_phantom_then_simulate_is_the_library_result(tmp_path):
+    from xrfsr_dask.simulate import simulate_scan
+
+    hr_url, lr_url = str(tmp_path / "hr.zarr"), str(tmp_path / "lr.zarr")
+    assert runner.invoke(app, ["phantom", hr_url, "--size", "128", "--seed", "3"]).exit_code == 0
+    result = runner.invoke(app, ["simulate", hr_url, lr_url, "--step-nm", "40", "--probe-nm", "60,45",
+                                 "--mode", "fly", "--jitter-nm", "5", "--seed", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "fly scan, step 40 nm" in result.output
+    lr = open_xrf(lr_url).load()
+    expected = simulate_scan(open_xrf(hr_url), step_nm=40.0, probe=(60.0, 45.0), scan_mode="fly",
+                             jitter_nm=5.0, noise=True, seed=2)
+    np.testing.assert_array_equal(lr.values, expected.values)
+    assert lr.attrs["scan_mode"] == "fly" and lr.attrs["step_nm"] == [40.0, 40.0]
+    bad = runner.invoke(app, ["simulate", hr_url, str(tmp_path / "x.zarr"), "--step-nm", "5", "--no-progress"])
+    assert bad.exit_code == 2 and "scan step must be at least the HR pixel" in bad.output
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_probe_command_prints_fwhm_and_combined_resolution(tmp_path):
+    import tifffile
+
+    from xrfsr_dask.probe import GaussianProbe
+
+    axis = np.arange(48) * 5.0
+    np.save(tmp_path / "fzp.npy", GaussianProbe(61.6).image(axis, axis, center_nm=(120.0, 115.0)) * 900 + 4)
+    result = runner.invoke(app, ["probe", str(tmp_path / "fzp.npy"), "--pixel-nm", "5", "--step-nm", "72"])
+    assert result.exit_code == 0, result.output
+    assert "equivalent 61.6 nm" in result.output and "with a 72 nm step: 94.8 nm" in result.output
+    stack = np.stack([GaussianProbe(24.7).image(axis / 2, axis / 2, center_nm=(60.0, 58.0))] * 2)
+    tifffile.imwrite(tmp_path / "mll.tif", stack.astype(np.float32))
+    rows = json.loads(runner.invoke(app, ["probe", str(tmp_path / "mll.tif"), "--pixel-nm", "2.5",
+                                          "--step-nm", "51.8", "--json"]).output)
+    assert [round(r["combined_nm"], 1) for r in rows] == [57.4, 57.4]
+    missing = runner.invoke(app, ["probe", str(tmp_path / "fzp.npy")])
+    assert missing.exit_code != 0 and "--pixel-nm" in missing.output

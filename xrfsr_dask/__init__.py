@@ -13,9 +13,13 @@ from xrfsr_dask.errors import (
     XrfsrWarning,
 )
 from xrfsr_dask.io import ingest, open_xrf, read, read_series, save, store_status
+from xrfsr_dask.phantoms import nmc_particle, nmc_volume, project
+from xrfsr_dask.probe import GaussianProbe, combined_resolution_nm, fit_line, fit_probe
 from xrfsr_dask.schema import add_provenance, validate, xrf_maps, xrf_volume
+from xrfsr_dask.simulate import simulate_scan, spectrum_cube
 
 __all__ = [
+    "GaussianProbe",
     "IncompleteStoreError",
     "IngestError",
     "NonFiniteCountsError",
@@ -27,11 +31,19 @@ __all__ = [
     "XrfsrWarning",
     "__version__",
     "add_provenance",
+    "combined_resolution_nm",
+    "fit_line",
+    "fit_probe",
     "ingest",
+    "nmc_particle",
+    "nmc_volume",
     "open_xrf",
+    "project",
     "read",
     "read_series",
     "save",
+    "simulate_scan",
+    "spectrum_cube",
     "store_status",
     "validate",
     "xrf_maps",

@@ -1,8 +1,9 @@
-"""The ``xrfsr`` command line: ``info``, ``ingest``, ``demo``.
+"""The ``xrfsr`` command line: ``info``, ``ingest``, ``phantom``, ``simulate``, ``probe``, ``demo``.
 
-Errors of the library (:class:`~xrfsr_dask.errors.XrfsrError`) are printed as
-one ``error:`` line on stderr with exit status 2; anything else is a bug and
-keeps its traceback.
+Errors of the library (:class:`~xrfsr_dask.errors.XrfsrError`) and invalid
+values it refuses (:class:`ValueError`, whose messages name the argument and
+the fix) are printed as one ``error:`` line on stderr with exit status 2;
+anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -63,10 +64,17 @@ def _chunks(text: str | None) -> dict[str, int] | None:
     return chunks
 
 
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"expected numbers separated by commas; got {text!r}", param_hint=option) from None
+
+
 def _run(func: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return func(*args, **kwargs)
-    except XrfsrError as err:
+    except (XrfsrError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
 
@@ -150,6 +158,126 @@ def ingest(
         f"{summary.url}: {summary.chunks_written} chunks written, {summary.chunks_skipped} already present, "
         f"{summary.chunks_total} in all; complete."
     )
+
+
+@app.command()
+def phantom(
+    dst: Annotated[str, typer.Argument(help="Destination store path or URL.")],
+    size: Annotated[int, typer.Option(help="Map size in pixels (square).")] = 512,
+    pixel_nm: Annotated[float, typer.Option(help="Pixel size in nm.")] = 10.0,
+    seed: Annotated[int, typer.Option(help="Random seed of the particle.")] = 0,
+    chunks: Annotated[str | None, typer.Option(help="Storage chunks, e.g. y=256,x=256.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing destination.")] = False,
+    storage_option: StorageOptions = None,
+) -> None:
+    """Write a seeded synthetic NMC particle (Ni, Co, Mn, Mo maps) as a high-resolution store."""
+    from xrfsr_dask.io import save
+    from xrfsr_dask.phantoms import nmc_particle
+
+    maps = _run(nmc_particle, (size, size), pixel_nm=pixel_nm, seed=seed)
+    summary = _run(save, maps, dst, chunks=_chunks(chunks), overwrite=overwrite,
+                   storage_options=_pairs(storage_option, "--storage-option"), progress=False)
+    typer.echo(f"{summary.url}: NMC phantom {size} x {size} px at {pixel_nm:g} nm, seed {seed}; complete.")
+
+
+@app.command()
+def simulate(
+    src: Annotated[str, typer.Argument(help="High-resolution maps or series (store path or URL).")],
+    dst: Annotated[str, typer.Argument(help="Destination store for the simulated low-resolution scan.")],
+    step_nm: Annotated[str, typer.Option(help="Scan step in nm: one number or y,x.")] = "50",
+    probe_nm: Annotated[str, typer.Option(help="Probe FWHM in nm: one number or major,minor.")] = "60",
+    probe_angle: Annotated[float, typer.Option(help="Direction of the probe's major axis, deg from +x.")] = 0.0,
+    mode: Annotated[str, typer.Option(help="Scan mode: step or fly.")] = "fly",
+    fast_axis: Annotated[str, typer.Option(help="Fast axis of a fly scan: x or y.")] = "x",
+    jitter_nm: Annotated[float, typer.Option(help="Position jitter (standard deviation) in nm.")] = 0.0,
+    scale: Annotated[float, typer.Option(help="Multiplies the expected counts (flux x dwell).")] = 1.0,
+    noise: Annotated[bool, typer.Option(help="Add Poisson counting noise.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed of jitter and noise.")] = 0,
+    dwell_s: Annotated[float | None, typer.Option(help="Dwell time per pixel to record, s.")] = None,
+    chunks: Annotated[str | None, typer.Option(help="Storage chunks, e.g. y=256,x=256.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing destination.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    storage_option: StorageOptions = None,
+) -> None:
+    """Simulate the low-resolution step or fly scan of high-resolution maps, chunk by chunk."""
+    from xrfsr_dask.io import open_xrf, save
+    from xrfsr_dask.probe import GaussianProbe
+    from xrfsr_dask.simulate import simulate_scan
+
+    options = _pairs(storage_option, "--storage-option")
+    hr = _run(open_xrf, src, storage_options=options)
+    fwhm = _floats(probe_nm, "--probe-nm")
+    probe = _run(GaussianProbe, fwhm[0] if len(fwhm) == 1 else fwhm, probe_angle)
+    lr = _run(simulate_scan, hr, step_nm=_floats(step_nm, "--step-nm"), probe=probe, scan_mode=mode,
+              fast_axis=fast_axis, jitter_nm=jitter_nm, scale=scale, noise=noise, dwell_s=dwell_s, seed=seed)
+    summary = _run(save, lr, dst, chunks=_chunks(chunks), overwrite=overwrite, storage_options=options,
+                   progress=progress)
+    typer.echo(
+        f"{summary.url}: {mode} scan, step {lr.attrs['step_nm'][1]:g} nm, probe {lr.attrs['probe_fwhm_nm']:.1f} nm, "
+        f"shape {tuple(lr.shape)}; complete."
+    )
+
+
+def _probe_images(path: str, pixel_nm: str | None, options: dict[str, Any]) -> Any:
+    """A probe image file as a DataArray (zarr store) or array plus pixel size."""
+    import numpy as np
+    import tifffile
+
+    suffix = Path(path).suffix.lower()
+    if suffix in (".npy", ".tif", ".tiff"):
+        if pixel_nm is None:
+            raise typer.BadParameter(f"{path} has no pixel size; pass --pixel-nm", param_hint="--pixel-nm")
+        if not Path(path).exists():
+            raise typer.BadParameter(f"no such file: {path}", param_hint="FILE")
+        data = np.load(path) if suffix == ".npy" else tifffile.imread(path)
+        pixels = _floats(pixel_nm, "--pixel-nm")
+        return data, pixels[0] if len(pixels) == 1 else pixels
+    from xrfsr_dask.io import open_xrf
+
+    return _run(open_xrf, path, storage_options=options), None
+
+
+@app.command()
+def probe(
+    file: Annotated[str, typer.Argument(help="Probe image(s): .npy, .tif or a zarr store of maps.")],
+    pixel_nm: Annotated[str | None, typer.Option(help="Pixel size in nm (y,x or one number) for .npy/.tif.")] = None,
+    line: Annotated[str | None, typer.Option(help="Fit 1-D line scans instead: gaussian or knife-edge.")] = None,
+    step_nm: Annotated[float | None, typer.Option(help="Also print sqrt(FWHM^2 + step^2) for this step.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    storage_option: StorageOptions = None,
+) -> None:
+    """Fit a Gaussian probe to an image (or line scans) and print its FWHM in nm."""
+    from xrfsr_dask.probe import combined_resolution_nm, fit_line, fit_probe
+
+    data, pixels = _probe_images(file, pixel_nm, _pairs(storage_option, "--storage-option"))
+    if line is None:
+        fit = _run(fit_probe, data, pixel_nm=pixels)
+        columns = ["fwhm_major_nm", "fwhm_minor_nm", "fwhm_nm", "angle_deg", "center_y_nm", "center_x_nm"]
+    else:
+        fit = _run(fit_line, data, kind=line, pixel_nm=pixels)
+        columns = ["fwhm_nm", "center_nm"]
+    table = fit[[*columns, "reason"]].to_dataframe().reset_index() if fit["fwhm_nm"].ndim else None
+    rows = table.to_dict("records") if table is not None else [{c: fit[c].item() for c in [*columns, "reason"]}]
+    for row in rows:
+        if step_nm is not None and row["fwhm_nm"] == row["fwhm_nm"]:
+            row["combined_nm"] = combined_resolution_nm(row["fwhm_nm"], step_nm)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for row in rows:
+        label = " ".join(f"{k}={row[k]}" for k in fit["fwhm_nm"].dims)
+        if row["reason"] != "converged":
+            typer.echo(f"{label or 'probe'}: not fitted ({row['reason']})")
+            continue
+        if line is None:
+            text = (f"FWHM {row['fwhm_major_nm']:.1f} x {row['fwhm_minor_nm']:.1f} nm "
+                    f"(major x minor, {row['angle_deg']:.1f} deg), equivalent {row['fwhm_nm']:.1f} nm, "
+                    f"centre ({row['center_y_nm']:.1f}, {row['center_x_nm']:.1f}) nm")
+        else:
+            text = f"FWHM {row['fwhm_nm']:.1f} nm at {row['center_nm']:.1f} nm"
+        if "combined_nm" in row:
+            text += f"; with a {step_nm:g} nm step: {row['combined_nm']:.1f} nm"
+        typer.echo(f"{label + ': ' if label else ''}{text}")
 
 
 @app.command()
