@@ -192,9 +192,9 @@ def test_dask_input_stays_lazy_and_equals_numpy(no_dask_compute):
     xr.testing.assert_allclose(lazy.compute().drop_attrs(), eager.rename(image="angle").drop_attrs(), rtol=1e-12)
 
 
-def test_large_numpy_batch_split_over_threads_equals_one_batch():
+def test_batch_larger_than_one_working_set_equals_separate_calls():
     images, _ = _noisy_probes(61.6, 5.0, 1200, size=32, seed=5)
-    split = fit_probe(images, pixel_nm=5.0)  # 1200 x 32 x 32 pixels: more than one task
+    split = fit_probe(images, pixel_nm=5.0)  # 1200 x 32 x 32 pixels: several solver batches
     single = xr.concat([fit_probe(images[i : i + 400], pixel_nm=5.0) for i in (0, 400, 800)], "image")
     np.testing.assert_allclose(split.fwhm_nm, single.fwhm_nm, rtol=1e-12)
 

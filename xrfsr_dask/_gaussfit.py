@@ -47,7 +47,7 @@ REASONS = {
 }
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 # Pixels × batch items held in one working set (a few arrays of this size).
-_WORKING_SET = {"numpy": 2**20, "cupy": 2**27}
+_WORKING_SET = {"numpy": 2**17, "cupy": 2**27}
 
 # Monomials X**i Y**j up to degree 4 (the moments JᵀJ needs), and the six the
 # columns of the Jacobian are made of: 1, dx, dy, dx², dx·dy, dy².
@@ -108,11 +108,14 @@ class _QuadraticGaussian:
         amp, yc, xc, a, b, c, off = p.T
         e = self._gaussian(p)
         resid = data - (amp[:, None] * e + off[:, None])
-        weights = xp.empty((3, n, self.size), dtype=e.dtype)
-        xp.multiply(e, e, out=weights[0])
-        weights[1] = e
-        xp.multiply(resid, e, out=weights[2])
-        origin = (weights.reshape(3 * n, self.size) @ self.monomials).reshape(3, n, 15)
+        # Degree-4 moments of e² for JᵀJ; degree-2 moments of e and r·e for the rest.
+        weights = xp.empty((2, n, self.size), dtype=e.dtype)
+        weights[0] = e
+        xp.multiply(resid, e, out=weights[1])
+        low = (weights.reshape(2 * n, self.size) @ self.monomials[:, :6]).reshape(2, n, 6)
+        origin = xp.zeros((3, n, 15), dtype=e.dtype)
+        origin[0] = (e * e) @ self.monomials
+        origin[1:, :, :6] = low
         powers_x = xp.stack([xp.ones_like(xc), -xc, xc * xc, -xc * xc * xc, xc**4], axis=1)
         powers_y = xp.stack([xp.ones_like(yc), -yc, yc * yc, -yc * yc * yc, yc**4], axis=1)
         shift = self.binom * powers_x[:, self.sx] * powers_y[:, self.sy]

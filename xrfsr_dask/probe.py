@@ -45,8 +45,6 @@ FWHM_PER_SIGMA = _gaussfit.FWHM_PER_SIGMA
 STATUS = _gaussfit.STATUS
 """Meaning of each value of the ``status`` variable of a fit result (CF ``flag_meanings``)."""
 MIN_SIZE = 5
-# Pixels per task when a NumPy batch is split over the threads of the local scheduler.
-_PARALLEL_PIXELS = 2**20
 
 
 def combined_resolution_nm(probe_nm: Any, step_or_fsc_nm: Any) -> Any:
@@ -236,19 +234,9 @@ def _check_iterations(max_iter: int) -> None:
         raise ValueError(f"max_iter must be a positive integer; got {max_iter!r}.")
 
 
-def _parallel(da: xr.DataArray, core: tuple[str, ...]) -> xr.DataArray:
-    """Dask input with whole images per chunk; a large NumPy batch as dask chunks along
-    its first dim, so the CPU cores share it."""
-    if hasattr(da.data, "dask"):
-        return da.chunk({d: -1 for d in core})
-    if not isinstance(da.data, np.ndarray) or da.ndim == len(core):
-        return da
-    pixels = int(np.prod([da.sizes[d] for d in core]))
-    per_row = da.size // da.sizes[da.dims[0]]
-    rows = max(1, _PARALLEL_PIXELS // per_row)
-    if da.sizes[da.dims[0]] < 2 * rows or pixels > _PARALLEL_PIXELS:
-        return da
-    return da.chunk({da.dims[0]: rows, **{d: -1 for d in da.dims[1:]}})
+def _whole_images(da: xr.DataArray, core: tuple[str, ...]) -> xr.DataArray:
+    """Dask input with whole images (or profiles) in every chunk; other input unchanged."""
+    return da.chunk({d: -1 for d in core}) if hasattr(da.data, "dask") else da
 
 
 def _run(
@@ -269,7 +257,7 @@ def _run(
     ]
     xp = array_module(da.data) if not hasattr(da.data, "dask") else np
     axes = [xp.asarray(a) for a in axes]
-    da = _parallel(da, core)
+    da = _whole_images(da, core)
     n_params = 7 if kind == "probe" else 4
     packed = xr.apply_ufunc(
         _gaussfit.fit_arrays,
@@ -352,8 +340,10 @@ def fit_probe(
         same area), ``angle_deg`` (major axis from +x towards +y, in
         (-90, 90]), a ``*_stderr`` for each fitted parameter,
         ``residual_rms``, ``iterations``, ``status`` / ``converged`` /
-        ``reason`` (see :data:`STATUS`). Results are NumPy arrays (on the
-        host) whatever the input's device.
+        ``reason`` (see :data:`STATUS`). Results are NumPy arrays on the
+        host whatever the input's device; for dask input they are lazy, one
+        task per chunk of images, which is how to spread a batch over
+        several cores or a cluster.
 
     Raises
     ------

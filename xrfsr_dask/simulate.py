@@ -41,6 +41,8 @@ __all__ = ["NOISE_TILE", "probe_kernel", "simulate_scan", "spectrum_cube"]
 
 NOISE_TILE = 256
 """LR pixels per side of the tiles Poisson noise is drawn in (and the output chunking)."""
+# Expected counts below this are zero for the Poisson sampler (FFT round-off).
+ZERO_COUNTS = 1e-6
 # Probe kernels reach this many standard deviations from the centre.
 KERNEL_SIGMAS = 4.0
 # Si drift detector: Fano factor and energy per electron-hole pair (eV).
@@ -149,7 +151,10 @@ def _poisson_tiles(lam: np.ndarray, *, seed: int, start: Sequence[int], tile: in
             for tx in range(0, nx, tile):
                 rng = np.random.default_rng([seed, *ids, (y0 + ty) // tile, (x0 + tx) // tile])
                 part = (*index, slice(ty, ty + tile), slice(tx, tx + tile))
-                out[part] = rng.poisson(np.maximum(lam[part], 0.0))
+                # Round-off of the FFT (about 1e-13 of the maximum) must not decide
+                # whether the sampler draws a random number: tiny expectations are zero.
+                expected = lam[part]
+                out[part] = rng.poisson(np.where(expected > ZERO_COUNTS, expected, 0.0))
     return out
 
 
