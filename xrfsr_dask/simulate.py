@@ -23,14 +23,15 @@ detector's energy resolution.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import dask.array as dsa
-from dask.array.overlap import ensure_minimum_chunksize
 import numpy as np
 import xarray as xr
+from dask.array.overlap import ensure_minimum_chunksize
 from scipy import ndimage, signal
 from scipy.special import erf
 
@@ -204,7 +205,7 @@ def _lr_block(
 
 def _positions(n_hr: int, origin: float, pixel: float, step: float) -> tuple[np.ndarray, float]:
     """Nominal scan positions as HR pixel indices, and the LR origin in nm."""
-    n_lr = int(math.floor(n_hr * pixel / step + 1e-9))
+    n_lr = math.floor(n_hr * pixel / step + 1e-9)
     first = (step - pixel) / 2  # LR pixel k covers HR pixels [k r, (k+1) r) for integer r
     index = (first + step * np.arange(n_lr)) / pixel
     return index, origin + first
@@ -214,7 +215,7 @@ def _owned(index: np.ndarray, chunks: Sequence[int]) -> list[np.ndarray]:
     """For each HR chunk, the scan positions whose nominal pixel lies in it."""
     bounds = np.concatenate([[0], np.cumsum(chunks)])
     nearest = np.floor(index + 0.5)
-    return [np.flatnonzero((nearest >= lo) & (nearest < hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [np.flatnonzero((nearest >= lo) & (nearest < hi)) for lo, hi in itertools.pairwise(bounds)]
 
 
 def _check_hr(hr: xr.DataArray) -> tuple[str, tuple[float, float], tuple[float, float]]:
