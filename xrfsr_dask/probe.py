@@ -276,6 +276,21 @@ def _variable(values: xr.DataArray, units: str, long_name: str) -> xr.DataArray:
     return values.drop_vars("field", errors="ignore").assign_attrs(units=units, long_name=long_name)
 
 
+def _after_fit(
+    status: xr.DataArray, *, failed: xr.DataArray, outside: xr.DataArray, width_bad: xr.DataArray
+) -> tuple[xr.DataArray, Any]:
+    """Status after the checks of fitted values (first failure wins), and a function
+    that blanks the results of items screened out before fitting."""
+    for code, problem in (("fit_failed", failed), ("centre_outside", outside), ("width_out_of_range", width_bad)):
+        status = xr.where((status == 0) & problem, STATUS.index(code), status)
+    screened = status.isin([STATUS.index(s) for s in _gaussfit.SCREENED])
+
+    def keep(values: xr.DataArray) -> xr.DataArray:
+        return values.where(~screened)
+
+    return status, keep
+
+
 def _status_vars(status: xr.DataArray) -> dict[str, xr.DataArray]:
     status = status.astype(np.int8).assign_attrs(
         flag_values=list(range(len(STATUS))), flag_meanings=" ".join(STATUS),
@@ -390,16 +405,12 @@ def fit_probe(
     )
     smallest = 0.1 * min(step for _, step in grids)
     largest = max(hi_y - lo_y, hi_x - lo_x)
-    fitted = status == 0
-    status = xr.where(fitted & ~(np.isfinite(major) & np.isfinite(minor)), STATUS.index("fit_failed"), status)
-    outside = (centre_y < lo_y) | (centre_y > hi_y) | (centre_x < lo_x) | (centre_x > hi_x)
-    status = xr.where((status == 0) & outside, STATUS.index("centre_outside"), status)
-    width_bad = (minor < smallest) | (major > largest)
-    status = xr.where((status == 0) & width_bad, STATUS.index("width_out_of_range"), status)
-    bad = status.isin([STATUS.index(s) for s in _gaussfit.SCREENED])
-
-    def keep(v: xr.DataArray) -> xr.DataArray:
-        return v.where(~bad)
+    status, keep = _after_fit(
+        status,
+        failed=~(np.isfinite(major) & np.isfinite(minor)),
+        outside=(centre_y < lo_y) | (centre_y > hi_y) | (centre_x < lo_x) | (centre_x > hi_x),
+        width_bad=(minor < smallest) | (major > largest),
+    )
 
     out = {
         "amplitude": _variable(keep(amp), "input units", "peak height above offset"),
@@ -497,14 +508,12 @@ def fit_line(
     sig = abs(sig) * scale
     centre_nm = xc * scale + centre
     lo, hi = grid[0], grid[0] + grid[1] * (da.sizes[dim] - 1)
-    status = xr.where((status == 0) & ~np.isfinite(sig), STATUS.index("fit_failed"), status)
-    status = xr.where((status == 0) & ((centre_nm < lo) | (centre_nm > hi)), STATUS.index("centre_outside"), status)
-    width_bad = (sig < 0.1 * grid[1]) | (sig > hi - lo)
-    status = xr.where((status == 0) & width_bad, STATUS.index("width_out_of_range"), status)
-    bad = status.isin([STATUS.index(s) for s in _gaussfit.SCREENED])
-
-    def keep(v: xr.DataArray) -> xr.DataArray:
-        return v.where(~bad)
+    status, keep = _after_fit(
+        status,
+        failed=~np.isfinite(sig),
+        outside=(centre_nm < lo) | (centre_nm > hi),
+        width_bad=(sig < 0.1 * grid[1]) | (sig > hi - lo),
+    )
 
     out = {
         "amplitude": _variable(keep(amp), "input units", "peak height (gaussian) or edge step (knife-edge)"),
