@@ -1,0 +1,326 @@
+"""Figures of the library's results, one function per kind of figure.
+
+Every function takes the library's own result objects (FRC/FSC and PSD
+datasets, probe fits, labeled maps and volumes, training logs), returns a
+:class:`matplotlib.figure.Figure` built without ``pyplot`` (so nothing is
+drawn into, or left open in, global state; notebooks display the returned
+figure, scripts call ``fig.savefig``), and labels every axis with its units.
+Images carry a scale bar in nm.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+from xrfsr_dask.probe import GaussianProbe
+
+__all__ = [
+    "plot_frc",
+    "plot_fsc",
+    "plot_loss_curves",
+    "plot_probe_fit",
+    "plot_psd",
+    "plot_slices",
+]
+
+_THRESHOLD_STYLE = {"half-bit": "--", "one-bit": "-.", "1/7": ":", "3-sigma": (0, (1, 3))}
+
+
+def _batch_items(data: xr.DataArray) -> list[tuple[str, dict[str, int]]]:
+    """``(label, indexer)`` for every batch item (dims other than frequency/threshold)."""
+    batch = [d for d in data.dims if d not in ("frequency", "threshold")]
+    items = []
+    for key in np.ndindex(*(data.sizes[d] for d in batch)):
+        where = dict(zip(batch, key, strict=True))
+        label = ", ".join(
+            str(data[d].values[i]) if d in data.coords else f"{d} {i}" for d, i in where.items()
+        )
+        items.append((label, where))
+    return items
+
+
+def _scale_bar(ax: Any, width_nm: float) -> None:
+    """A scale bar of a round length (1, 2 or 5 × 10^k nm) about a fifth of the image width."""
+    target = width_nm / 5
+    power = 10 ** math.floor(math.log10(target))
+    length = max(m * power for m in (1, 2, 5) if m * power <= target)
+    label = f"{length / 1000:g} µm" if length >= 1000 else f"{length:g} nm"
+    bar = AnchoredSizeBar(
+        ax.transData, length, label, "lower right", pad=0.4, color="white", frameon=False, size_vertical=width_nm / 150
+    )
+    ax.add_artist(bar)
+
+
+def plot_fsc(result: xr.Dataset, *, thresholds: Sequence[str] | None = None, title: str | None = None) -> Figure:
+    """Correlation curve(s) with threshold curves and the crossings marked in nm.
+
+    Parameters
+    ----------
+    result
+        The dataset returned by :func:`~xrfsr_dask.metrics.frc` or
+        :func:`~xrfsr_dask.metrics.fsc` (one curve per element or other batch item).
+    thresholds
+        Which threshold curves to draw; default all in ``result``.
+    title
+        Figure title; default names the kind (FRC/FSC).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Correlation against spatial frequency (1/nm) with a resolution (nm)
+        axis on top; each crossing marked and listed in the legend.
+    """
+    names = list(result.threshold.values) if thresholds is None else list(thresholds)
+    fig = Figure(figsize=(8, 6), layout="constrained")
+    ax = fig.add_subplot()
+    freq = result.frequency.values
+    for name in names:
+        ax.plot(
+            freq[1:],
+            result.threshold_curve.sel(threshold=name).values[1:],
+            color="0.35",
+            linestyle=_THRESHOLD_STYLE.get(name, "--"),
+            linewidth=1,
+            label=f"{name} threshold",
+        )
+    for label, where in _batch_items(result.correlation):
+        curve = result.correlation.isel(where)
+        crossings = []
+        for name in names:
+            res = float(result.resolution_nm.isel(where).sel(threshold=name))
+            if np.isfinite(res):
+                crossings.append((name, res))
+        text = ", ".join(f"{name} {res:.1f} nm" for name, res in crossings) or "no crossing"
+        kind = str(result.attrs.get("kind", "")).upper()
+        (line,) = ax.plot(freq[1:], curve.values[1:], linewidth=1.6, label=f"{label or kind}: {text}")
+        for _, res in crossings:
+            f = 1.0 / res
+            ax.plot(f, float(np.interp(f, freq, curve.values)), "o", color=line.get_color(),
+                    markersize=7, markerfacecolor="none")
+    ax.axhline(0, color="0.8", linewidth=0.8)
+    ax.set_xlim(freq[1] / 2, freq[-1])
+    ax.set_ylim(min(-0.1, float(np.nanmin(result.correlation.values[..., 1:])) - 0.05), 1.05)
+    ax.set_xlabel("spatial frequency (1/nm)")
+    ax.set_ylabel(result.correlation.attrs.get("long_name", "correlation"))
+    top = ax.secondary_xaxis("top", functions=(_inverse, _inverse))
+    top.set_xticks(_resolution_ticks(freq[1] / 2, freq[-1]))
+    top.set_xlabel("resolution (nm)")
+    fig.legend(fontsize=8, loc="outside lower center", ncols=2, title="circles: crossings", title_fontsize=8)
+    kind = str(result.attrs.get("kind", "fsc")).upper()
+    ax.set_title(title or f"{kind} with threshold curves")
+    return fig
+
+
+plot_frc = plot_fsc
+"""Alias of :func:`plot_fsc`: the same figure for a 2-D FRC result."""
+
+
+def _resolution_ticks(f_low: float, f_high: float) -> list[float]:
+    """Round resolutions (1, 2, 5 × 10^k nm) spread over the frequency range, at most 7."""
+    low, high = 1.0 / f_high, 1.0 / f_low
+    ticks = [m * 10.0**k for k in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+             for m in (1, 2, 5)]
+    kept: list[float] = []
+    for t in (t for t in ticks if low <= t <= high):
+        # Coarse resolutions crowd towards zero frequency: keep ticks 6 % of the axis apart.
+        if not kept or (1.0 / kept[-1] - 1.0 / t) > 0.06 * f_high:
+            kept.append(t)
+    return kept
+
+
+def _inverse(x: Any) -> Any:
+    """1/x for the resolution axis, kept finite at and below zero frequency."""
+    return 1.0 / np.maximum(np.asarray(x, dtype=np.float64), 1e-12)
+
+
+def plot_psd(*spectra: xr.Dataset, labels: Sequence[str] | None = None, title: str | None = None) -> Figure:
+    """Power spectral densities on log–log axes, e.g. LR against HR.
+
+    Parameters
+    ----------
+    *spectra
+        Datasets from :func:`~xrfsr_dask.metrics.psd`; each may hold several
+        elements (one line per element).
+    labels
+        One label per dataset (e.g. ``["LR", "HR"]``); default ``"1", "2", ...``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        PSD against spatial frequency (1/nm), zero frequency left out.
+    """
+    if not spectra:
+        raise ValueError("plot_psd needs at least one PSD dataset.")
+    labels = list(labels) if labels is not None else [str(i + 1) for i in range(len(spectra))]
+    if len(labels) != len(spectra):
+        raise ValueError(f"got {len(spectra)} spectra but {len(labels)} labels.")
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    styles = ["-", "--", ":", "-."]
+    for n, (spectrum, name) in enumerate(zip(spectra, labels, strict=True)):
+        freq = spectrum.frequency.values
+        for colour, (item, where) in enumerate(_batch_items(spectrum.psd)):
+            curve = spectrum.psd.isel(where)
+            keep = (freq > 0) & np.isfinite(curve.values) & (curve.values > 0)
+            ax.loglog(freq[keep], curve.values[keep], linestyle=styles[n % len(styles)],
+                      color=f"C{colour}", label=f"{name} {item}".strip())
+    ax.set_xlabel("spatial frequency (1/nm)")
+    ax.set_ylabel(f"PSD ({spectra[0].psd.attrs.get('units', '')})")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "Power spectral density")
+    return fig
+
+
+def plot_probe_fit(image: xr.DataArray, fit: xr.Dataset, *, title: str | None = None) -> Figure:
+    """A probe image with its fitted Gaussian: image, half-maximum contour, and profiles.
+
+    Parameters
+    ----------
+    image
+        One probe intensity image with ``y, x`` coordinates in nm.
+    fit
+        The result of :func:`~xrfsr_dask.probe.fit_probe` for that image.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Left: the image with the fitted FWHM ellipse and a scale bar. Right:
+        measured and fitted profiles through the centre along x and y.
+    """
+    if set(image.dims) != {"y", "x"}:
+        raise ValueError(f"plot_probe_fit needs one image with dims (y, x); got {image.dims}.")
+    image = image.transpose("y", "x")
+    y, x = image.y.values, image.x.values
+    probe = GaussianProbe.from_fit(fit)
+    centre = (float(fit.center_y_nm), float(fit.center_x_nm))
+    model = float(fit.amplitude) * probe.image(y, x, center_nm=centre) + float(fit.offset)
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    ax_img, ax_prof = fig.subplots(1, 2)
+    step = (x[1] - x[0], y[1] - y[0])
+    extent = (x[0] - step[0] / 2, x[-1] + step[0] / 2, y[-1] + step[1] / 2, y[0] - step[1] / 2)
+    shown = ax_img.imshow(image.values, extent=extent, cmap="magma")
+    ax_img.contour(x, y, model, levels=[float(fit.offset) + float(fit.amplitude) / 2], colors="cyan", linewidths=1)
+    ax_img.set_xlabel("x (nm)")
+    ax_img.set_ylabel("y (nm)")
+    major, minor = probe.fwhm_pair_nm
+    ax_img.set_title(f"FWHM {major:.1f} × {minor:.1f} nm at {probe.angle_deg:.0f}° (cyan: fit at half max)")
+    fig.colorbar(shown, ax=ax_img, label=f"intensity ({image.attrs.get('units', 'a.u.')})")
+    _scale_bar(ax_img, abs(extent[1] - extent[0]))
+    iy = int(np.argmin(np.abs(y - centre[0])))
+    ix = int(np.argmin(np.abs(x - centre[1])))
+    ax_prof.plot(x, image.values[iy], "o", markersize=3, label="data, along x")
+    ax_prof.plot(x, model[iy], "-", label="fit, along x")
+    ax_prof.plot(y, image.values[:, ix], "s", markersize=3, label="data, along y")
+    ax_prof.plot(y, model[:, ix], "--", label="fit, along y")
+    ax_prof.set_xlabel("position (nm)")
+    ax_prof.set_ylabel(f"intensity ({image.attrs.get('units', 'a.u.')})")
+    ax_prof.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_slices(
+    volume: xr.DataArray,
+    *,
+    elements: Sequence[str] | None = None,
+    axis: str = "z",
+    index: int | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Central slices of a volume (or the maps of a map stack), one panel per element.
+
+    Parameters
+    ----------
+    volume
+        ``(element, z, y, x)`` volume or ``(element, y, x)`` maps, coordinates in nm.
+    elements
+        Which elements to show, in order; default all.
+    axis
+        For volumes, the axis the slice is normal to (``"z"``, ``"y"`` or ``"x"``).
+    index
+        Slice index along ``axis``; default the central one.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One image per element with a colour bar (in the data's units) and a scale bar.
+    """
+    if "element" not in volume.dims:
+        volume = volume.expand_dims(element=[volume.name or "map"])
+    chosen = list(volume.element.values) if elements is None else list(elements)
+    missing = [e for e in chosen if e not in list(volume.element.values)]
+    if missing:
+        raise ValueError(f"elements {missing} are not in the data; it has {list(volume.element.values)}.")
+    spatial = [d for d in ("z", "y", "x") if d in volume.dims]
+    if len(spatial) == 3:
+        if axis not in spatial:
+            raise ValueError(f"axis must be one of {spatial}; got {axis!r}.")
+        where = volume.sizes[axis] // 2 if index is None else index
+        volume = volume.isel({axis: where})
+        spatial.remove(axis)
+    rows, cols = spatial
+    fig = Figure(figsize=(3.6 * len(chosen), 3.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(chosen)))
+    units = volume.attrs.get("units", "counts")
+    for ax, element in zip(axes, chosen, strict=True):
+        panel = volume.sel(element=element).transpose(rows, cols)
+        r, c = panel[rows].values, panel[cols].values
+        dr = r[1] - r[0] if r.size > 1 else 1.0
+        dc = c[1] - c[0] if c.size > 1 else 1.0
+        extent = (c[0] - dc / 2, c[-1] + dc / 2, r[-1] + dr / 2, r[0] - dr / 2)
+        shown = ax.imshow(np.asarray(panel.values), extent=extent, cmap="viridis")
+        ax.set_title(str(element))
+        ax.set_xlabel(f"{cols} (nm)")
+        ax.set_ylabel(f"{rows} (nm)")
+        fig.colorbar(shown, ax=ax, label=units, shrink=0.85)
+        _scale_bar(ax, abs(extent[1] - extent[0]))
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_loss_curves(log: xr.Dataset | str | os.PathLike, *, title: str | None = None) -> Figure:
+    """Training curves: loss per epoch for the train, validation and test sets.
+
+    Parameters
+    ----------
+    log
+        A Dataset with dim ``epoch`` and any of the variables ``train``,
+        ``validation``, ``test``; or the path of a CSV file with a header
+        ``epoch,train,validation,test`` (columns other than ``epoch`` optional).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Loss against epoch, log scale on the loss axis.
+    """
+    if not isinstance(log, xr.Dataset):
+        table = np.genfromtxt(os.fspath(log), delimiter=",", names=True)
+        if table.dtype.names is None or "epoch" not in table.dtype.names:
+            raise ValueError(f"{os.fspath(log)!r} has no 'epoch' column; expected a header epoch,train,...")
+        log = xr.Dataset(
+            {name: ("epoch", np.atleast_1d(table[name])) for name in table.dtype.names if name != "epoch"},
+            coords={"epoch": np.atleast_1d(table["epoch"])},
+        )
+    splits = [name for name in ("train", "validation", "test") if name in log]
+    if "epoch" not in log.dims or not splits:
+        raise ValueError("the training log needs an 'epoch' dim and at least one of train/validation/test.")
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for name in splits:
+        ax.plot(log.epoch.values, log[name].values, marker="o", markersize=3, label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"loss ({log.attrs.get('loss', 'L1')}, {log.attrs.get('units', 'normalised counts')})")
+    ax.legend()
+    ax.set_title(title or "Training curves")
+    return fig
