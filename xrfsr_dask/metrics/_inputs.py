@@ -63,7 +63,7 @@ class Batch:
     def is_dask(self) -> bool:
         return hasattr(self.data.data, "dask")
 
-    def items(self) -> Iterator[tuple[dict[str, int], Any]]:
+    def blocks(self) -> Iterator[tuple[dict[str, int], Any]]:
         """``({batch dim: index}, spatial array)`` for every item of the batch."""
         ranges = [range(self.data.sizes[d]) for d in self.batch_dims]
         for key in itertools.product(*ranges):
@@ -156,13 +156,13 @@ def check_pair(a: Batch, b: Batch) -> None:
                     f"b = b.assign_coords({dim}=a.{dim})."
                 )
     for dim in a.batch_dims:
-        if dim in a.data.coords and dim in b.data.coords:
-            if not np.array_equal(a.data[dim].values, b.data[dim].values):
-                raise ValueError(
-                    f"a and b have different {dim!r} labels ({a.data[dim].values.tolist()} vs "
-                    f"{b.data[dim].values.tolist()}); select the same ones in the same order, "
-                    f"e.g. b = b.sel({dim}=a.{dim})."
-                )
+        labelled = dim in a.data.coords and dim in b.data.coords
+        if labelled and not np.array_equal(a.data[dim].values, b.data[dim].values):
+            raise ValueError(
+                f"a and b have different {dim!r} labels ({a.data[dim].values.tolist()} vs "
+                f"{b.data[dim].values.tolist()}); select the same ones in the same order, "
+                f"e.g. b = b.sel({dim}=a.{dim})."
+            )
 
 
 def check_finite(x: Any, name: str) -> None:

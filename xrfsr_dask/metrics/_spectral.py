@@ -117,7 +117,7 @@ class Shells:
         """Shells of ``shell_width`` times the coarsest frequency step, up to the smallest Nyquist."""
         step, top = cls._limits(shape, spacing_nm)
         width = shell_width * step
-        count = int(math.floor(top / width + 1e-9)) + 1
+        count = math.floor(top / width + 1e-9) + 1
         centres = width * np.arange(count)
         edges = width * (np.arange(count + 1) - 0.5)
         return cls(tuple(shape), tuple(spacing_nm), edges, centres, width)
@@ -286,8 +286,8 @@ def _dask_spectrum_sums(arrays: Sequence[Any], shells: Shells, mode: Literal["cr
             functools.partial(rfft_rest, name=name), dtype=complex_dtype, chunks=(x.chunks[0], *[(n,) for n in half])
         )
         per_row = math.prod(half) / half[0]
-        rows = max(1, int(round(max(x.chunks[0]) * half[0] / first.shape[0])))
-        rows = max(rows, int(math.ceil(_SLAB_ELEMENTS / (per_row * first.shape[0]))))
+        rows = max(1, round(max(x.chunks[0]) * half[0] / first.shape[0]))
+        rows = max(rows, math.ceil(_SLAB_ELEMENTS / (per_row * first.shape[0])))
         spectrum = spectrum.rechunk({0: -1, 1: rows})
         spectra.append(spectrum.map_blocks(fft_axis0, dtype=complex_dtype))
     parts = []

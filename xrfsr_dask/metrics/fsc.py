@@ -32,7 +32,8 @@ import xarray as xr
 
 from xrfsr_dask import _progress
 from xrfsr_dask.metrics import _inputs
-from xrfsr_dask.metrics._spectral import Shells, spectrum_sums, window as make_window
+from xrfsr_dask.metrics._spectral import Shells, spectrum_sums
+from xrfsr_dask.metrics._spectral import window as make_window
 from xrfsr_dask.schema import add_provenance
 
 __all__ = ["THRESHOLDS", "frc", "fsc", "split_even_odd", "threshold_curve"]
@@ -135,7 +136,7 @@ def _correlation(
     shells = Shells.linear(first.shape, first.spacing_nm, shell_width)
     apodise = make_window(window, first.shape, np.dtype(np.float64))
     keys, tasks = [], []
-    for (where, x), (_, y) in zip(first.items(), second.items(), strict=True):
+    for (where, x), (_, y) in zip(first.blocks(), second.blocks(), strict=True):
         if not hasattr(x, "dask"):
             _inputs.check_finite(x, "a")
             _inputs.check_finite(y, "b")

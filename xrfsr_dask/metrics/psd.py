@@ -17,7 +17,8 @@ import xarray as xr
 
 from xrfsr_dask import _progress
 from xrfsr_dask.metrics import _inputs
-from xrfsr_dask.metrics._spectral import Shells, spectrum_sums, window as make_window
+from xrfsr_dask.metrics._spectral import Shells, spectrum_sums
+from xrfsr_dask.metrics._spectral import window as make_window
 from xrfsr_dask.schema import add_provenance
 
 __all__ = ["psd"]
@@ -92,7 +93,7 @@ def psd(
         raise ValueError(f"bins must be 'linear' or 'log'; got {bins!r}.")
     apodise = make_window(window, batch.shape, np.dtype(np.float64))
     tasks = []
-    for _, item in batch.items():
+    for _, item in batch.blocks():
         if not hasattr(item, "dask"):
             _inputs.check_finite(item, "x")
         tasks.append(spectrum_sums([_inputs.prepare(item, apodise)], shells, "power"))
@@ -104,12 +105,17 @@ def psd(
     with np.errstate(invalid="ignore", divide="ignore"):
         density = power / count * scale
     units = batch.data.attrs.get("units", "1")
+    volume_units = f"nm^{len(spatial)}"
+    if units == "1":
+        psd_units = volume_units
+    else:
+        psd_units = f"{units}^2 {volume_units}" if units.isalpha() else f"({units})^2 {volume_units}"
     ds = xr.Dataset(
         {
             "psd": (
                 [*batch.batch_dims, "frequency"],
                 density,
-                {"units": f"{units}^2 nm^{len(spatial)}" if units.isalpha() else f"({units})^2 nm^{len(spatial)}", "long_name": "power spectral density"},
+                {"units": psd_units, "long_name": "power spectral density"},
             ),
             "samples": ("frequency", count.reshape(-1, shells.count)[0].round().astype(np.int64),
                       {"units": "1", "long_name": "Fourier samples in shell"}),

@@ -40,12 +40,12 @@ def _pair(a: Any, b: Any) -> tuple[xr.DataArray, xr.DataArray, list[str]]:
             f"a and b differ in shape: {dict(a.sizes)} vs {dict(b.sizes)}; compare on the same grid."
         )
     for dim in a.dims:
-        if dim in a.coords and dim in b.coords and a[dim].dtype.kind in "fiu":
-            if not np.allclose(a[dim].values, b[dim].values, rtol=1e-6, atol=1e-9):
-                raise ValueError(
-                    f"a and b have different {dim!r} coordinates; register them or, if they are "
-                    f"the same grid, b = b.assign_coords({dim}=a.{dim})."
-                )
+        numeric = dim in a.coords and dim in b.coords and a[dim].dtype.kind in "fiu"
+        if numeric and not np.allclose(a[dim].values, b[dim].values, rtol=1e-6, atol=1e-9):
+            raise ValueError(
+                f"a and b have different {dim!r} coordinates; register them or, if they are "
+                f"the same grid, b = b.assign_coords({dim}=a.{dim})."
+            )
     return a, b.assign_coords({d: a[d] for d in a.dims if d in a.coords}), reduce
 
 
