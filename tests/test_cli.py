@@ -130,3 +130,31 @@ def test_probe_command_prints_fwhm_and_combined_resolution(tmp_path):
     assert [round(r["combined_nm"], 1) for r in rows] == [57.4, 57.4]
     missing = runner.invoke(app, ["probe", str(tmp_path / "fzp.npy")])
     assert missing.exit_code != 0 and "--pixel-nm" in missing.output
+
+
+def test_fsc_command_prints_crossings_and_writes_the_figure(tmp_path):
+    from xrfsr_dask import GaussianProbe, nmc_particle, save, simulate_scan
+    from xrfsr_dask.metrics import frc
+
+    truth = nmc_particle((128, 128), pixel_nm=10.0, seed=5)
+    scans = [simulate_scan(truth, step_nm=20.0, probe=GaussianProbe(50.0), noise=True, seed=s) for s in (1, 2)]
+    for name, scan in zip("ab", scans, strict=True):
+        save(scan, str(tmp_path / f"{name}.zarr"), progress=False)
+    a, b, figure = str(tmp_path / "a.zarr"), str(tmp_path / "b.zarr"), tmp_path / "out" / "frc.png"
+    result = runner.invoke(app, ["fsc", a, b, "--element", "Ni_K,Mo_L", "--figure", str(figure)])
+    assert result.exit_code == 0, result.output
+    expected = frc(scans[0].sel(element=["Ni_K", "Mo_L"]), scans[1].sel(element=["Ni_K", "Mo_L"]), progress=False)
+    half_bit = float(expected.resolution_nm.sel(element="Ni_K", threshold="half-bit"))
+    assert f"Ni_K: half-bit {half_bit:.1f} nm" in result.output
+    assert figure.stat().st_size > 10_000
+    # An existing figure is not replaced without --overwrite.
+    again = runner.invoke(app, ["fsc", a, b, "--figure", str(figure)])
+    assert again.exit_code != 0 and "--overwrite" in again.output
+    rows = json.loads(
+        runner.invoke(
+            app, ["fsc", a, b, "--figure", str(figure), "--overwrite", "--json", "--threshold", "one-bit"]
+        ).stdout
+    )["resolution_nm"]
+    assert {r["threshold"] for r in rows} == {"one-bit"} and len(rows) == 4
+    wrong = runner.invoke(app, ["fsc", a, b, "--element", "Fe_K", "--figure", str(tmp_path / "x.png")])
+    assert wrong.exit_code != 0 and "Fe_K" in wrong.output

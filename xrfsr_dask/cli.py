@@ -1,4 +1,4 @@
-"""The ``xrfsr`` command line: ``info``, ``ingest``, ``phantom``, ``simulate``, ``probe``, ``demo``.
+"""The ``xrfsr`` command line: ``info``, ``ingest``, ``phantom``, ``simulate``, ``probe``, ``fsc``, ``demo``.
 
 Errors of the library (:class:`~xrfsr_dask.errors.XrfsrError`) and invalid
 values it refuses (:class:`ValueError`, whose messages name the argument and
@@ -278,6 +278,64 @@ def probe(
         if "combined_nm" in row:
             text += f"; with a {step_nm:g} nm step: {row['combined_nm']:.1f} nm"
         typer.echo(f"{label + ': ' if label else ''}{text}")
+
+
+@app.command()
+def fsc(
+    first: Annotated[str, typer.Argument(help="First store (maps or volume), path or URL.")],
+    second: Annotated[str, typer.Argument(help="Second, independent store on the same grid.")],
+    element: Annotated[str | None, typer.Option(help="Elements to compare, e.g. Ni_K,Co_K (default all).")] = None,
+    threshold: Annotated[str, typer.Option(help="Threshold curves: half-bit,one-bit,1/7,3-sigma.")] = "half-bit,one-bit,1/7,3-sigma",
+    shell_width: Annotated[float, typer.Option(help="Shell width in frequency steps.")] = 1.0,
+    window: Annotated[str | None, typer.Option(help="Apodisation window, e.g. hann (default none).")] = None,
+    figure: Annotated[Path, typer.Option(help="Where to write the figure (PNG, PDF or SVG).")] = Path("fsc.png"),
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing figure file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    storage_option: StorageOptions = None,
+) -> None:
+    """Resolution from two independent datasets: FSC of volumes, FRC of maps; prints crossings in nm."""
+    from xrfsr_dask.io import open_xrf
+    from xrfsr_dask.metrics import frc as run_frc
+    from xrfsr_dask.metrics import fsc as run_fsc
+    from xrfsr_dask.plot import plot_fsc
+
+    if figure.exists() and not overwrite:
+        raise typer.BadParameter(f"{figure} exists; pass --overwrite or another --figure", param_hint="--figure")
+    options = _pairs(storage_option, "--storage-option")
+    a, b = (_run(open_xrf, url, storage_options=options) for url in (first, second))
+    if element:
+        names = [e.strip() for e in element.split(",")]
+        unknown = [e for e in names if e not in list(a.element.values)]
+        if unknown:
+            raise typer.BadParameter(
+                f"{unknown} not in {first} (it has {list(a.element.values)})", param_hint="--element"
+            )
+        a, b = a.sel(element=names), b.sel(element=names)
+    run = run_fsc if "z" in a.dims else run_frc
+    result = _run(
+        run, a, b, shell_width=shell_width, window=window,
+        thresholds=[t.strip() for t in threshold.split(",")],
+    )
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    plot_fsc(result, title=f"{result.attrs['kind'].upper()}: {first} vs {second}").savefig(figure, dpi=150)
+    table = result.resolution_nm.to_dataframe().reset_index()
+    rows = [
+        {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
+        for row in table.to_dict("records")
+    ]
+    if as_json:
+        typer.echo(json.dumps({"kind": result.attrs["kind"], "figure": str(figure), "resolution_nm": rows}, indent=2))
+        return
+    batch = [d for d in result.resolution_nm.dims if d != "threshold"]
+    typer.echo(f"{result.attrs['kind'].upper()} of {first} and {second}; pixel {result.attrs['spacing_nm']} nm")
+    for key, group in table.groupby(batch, sort=False) if batch else [((), table)]:
+        label = " ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
+        parts = [
+            f"{t} {r:.1f} nm" if r == r else f"{t} not crossed"
+            for t, r in zip(group["threshold"], group["resolution_nm"], strict=True)
+        ]
+        typer.echo(f"  {label or 'map'}: " + ", ".join(parts))
+    typer.echo(f"figure: {figure}")
 
 
 @app.command()
