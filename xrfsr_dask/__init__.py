@@ -13,6 +13,7 @@ from xrfsr_dask.errors import (
     XrfsrWarning,
 )
 from xrfsr_dask.io import ingest, open_xrf, read, read_series, save, store_status
+from xrfsr_dask.metrics import frc, fsc, psd, psnr, ssim
 from xrfsr_dask.phantoms import nmc_particle, nmc_volume, project
 from xrfsr_dask.probe import GaussianProbe, combined_resolution_nm, fit_line, fit_probe
 from xrfsr_dask.schema import add_provenance, validate, xrf_maps, xrf_volume
@@ -34,16 +35,21 @@ __all__ = [
     "combined_resolution_nm",
     "fit_line",
     "fit_probe",
+    "frc",
+    "fsc",
     "ingest",
     "nmc_particle",
     "nmc_volume",
     "open_xrf",
     "project",
+    "psd",
+    "psnr",
     "read",
     "read_series",
     "save",
     "simulate_scan",
     "spectrum_cube",
+    "ssim",
     "store_status",
     "validate",
     "xrf_maps",

@@ -9,6 +9,7 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -320,7 +321,7 @@ def fsc(
     plot_fsc(result, title=f"{result.attrs['kind'].upper()}: {first} vs {second}").savefig(figure, dpi=150)
     table = result.resolution_nm.to_dataframe().reset_index()
     rows = [
-        {k: None if isinstance(v, float) and v != v else v for k, v in row.items()}
+        {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
         for row in table.to_dict("records")
     ]
     if as_json:
@@ -331,7 +332,7 @@ def fsc(
     for key, group in table.groupby(batch, sort=False) if batch else [((), table)]:
         label = " ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
         parts = [
-            f"{t} {r:.1f} nm" if r == r else f"{t} not crossed"
+            f"{t} {r:.1f} nm" if not math.isnan(r) else f"{t} not crossed"
             for t, r in zip(group["threshold"], group["resolution_nm"], strict=True)
         ]
         typer.echo(f"  {label or 'map'}: " + ", ".join(parts))

@@ -137,9 +137,6 @@ def _correlation(
     apodise = make_window(window, first.shape, np.dtype(np.float64))
     keys, tasks = [], []
     for (where, x), (_, y) in zip(first.blocks(), second.blocks(), strict=True):
-        if not hasattr(x, "dask"):
-            _inputs.check_finite(x, "a")
-            _inputs.check_finite(y, "b")
         keys.append(where)
         tasks.append(
             spectrum_sums([_inputs.prepare(x, apodise), _inputs.prepare(y, apodise)], shells, "cross")
@@ -149,6 +146,7 @@ def _correlation(
     sums = np.stack(tasks).reshape(first.data.shape[: len(first.batch_dims)] + (4, shells.count))
     count, cross, power_a, power_b = np.moveaxis(sums, -2, 0)
     for label, power in (("a", power_a), ("b", power_b)):
+        _inputs.check_finite(power, label)
         flat = power[..., 1:].reshape(-1, shells.count - 1).sum(axis=-1)
         if np.any(flat == 0):
             raise ValueError(

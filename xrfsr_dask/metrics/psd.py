@@ -94,13 +94,12 @@ def psd(
     apodise = make_window(window, batch.shape, np.dtype(np.float64))
     tasks = []
     for _, item in batch.blocks():
-        if not hasattr(item, "dask"):
-            _inputs.check_finite(item, "x")
         tasks.append(spectrum_sums([_inputs.prepare(item, apodise)], shells, "power"))
     if batch.is_dask:
         tasks = _progress.compute(tasks, progress=progress, description="PSD")
     sums = np.stack(tasks).reshape(batch.data.shape[: len(batch.batch_dims)] + (2, shells.count))
     count, power = np.moveaxis(sums, -2, 0)
+    _inputs.check_finite(power, "x")
     scale = math.prod(batch.spacing_nm) / math.prod(batch.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
         density = power / count * scale
