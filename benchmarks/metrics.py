@@ -22,20 +22,12 @@ import time
 import dask.array as da
 import numpy as np
 import scipy.fft
+from _timing import best
 from scipy import ndimage
 
 from xrfsr_dask.metrics import fsc
 
 VOXEL_NM = 20.0
-
-
-def _best(func, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def _pair(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -50,8 +42,8 @@ def _pair(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def _cpu_line(n: int, repeat: int) -> dict:
     a, b = _pair(n)
-    floor_s = _best(lambda: (scipy.fft.rfftn(a, workers=-1), scipy.fft.rfftn(b, workers=-1)), repeat)
-    ours_s = _best(lambda: fsc(a, b, voxel_nm=VOXEL_NM, progress=False), repeat)
+    floor_s = best(lambda: (scipy.fft.rfftn(a, workers=-1), scipy.fft.rfftn(b, workers=-1)), repeat)
+    ours_s = best(lambda: fsc(a, b, voxel_nm=VOXEL_NM, progress=False), repeat)
     eager = fsc(a, b, voxel_nm=VOXEL_NM, progress=False)
     chunks = (max(1, n // 8), n, n)
     start = time.perf_counter()
@@ -87,7 +79,7 @@ def _gpu_line(n: int, repeat: int) -> dict:
         return result
 
     ours()
-    ours_s = _best(ours, repeat)
+    ours_s = best(ours, repeat)
     # Floor: read each volume and write its half spectrum once, then read both spectra once.
     volume = n**3 * 4
     spectrum = n * n * (n // 2 + 1) * 8

@@ -22,6 +22,7 @@ import sys
 import time
 
 import numpy as np
+from _timing import best
 from scipy.optimize import curve_fit
 
 from xrfsr_dask.probe import FWHM_PER_SIGMA, GaussianProbe, fit_probe
@@ -31,15 +32,6 @@ SIDE = 32
 FWHM_NM = 61.6
 PEAK, BACKGROUND = 2e4, 30.0
 GPUFIT_FITS_PER_S = 2.5e6
-
-
-def _best(func, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def _images(n: int, seed: int = 0) -> np.ndarray:
@@ -100,7 +92,7 @@ def _gpu_line(images: np.ndarray, gpu_n: int, repeat: int) -> dict:
         return fit
 
     fit = ours()  # warm-up (kernel compilation, cuBLAS handles), untimed
-    ours_s = _best(ours, repeat)
+    ours_s = best(ours, repeat)
     peer_s = gpu_n / GPUFIT_FITS_PER_S
     return {"bench": "probe_fit.gpu", "size": f"{gpu_n} images {SIDE}x{SIDE} float64", "ours_s": round(ours_s, 4),
             "peer": f"Gpufit (published, about {GPUFIT_FITS_PER_S / 1e6:g}e6 fits/s)", "peer_s": round(peer_s, 4),
@@ -120,7 +112,7 @@ def main() -> None:
 
     images = _images(args.n)
     peer_n = min(args.peer_n, args.n)
-    ours_s = _best(lambda: fit_probe(images, pixel_nm=PIXEL_NM), args.repeat)
+    ours_s = best(lambda: fit_probe(images, pixel_nm=PIXEL_NM), args.repeat)
     fit = fit_probe(images, pixel_nm=PIXEL_NM)
 
     start = time.perf_counter()

@@ -21,21 +21,13 @@ import time
 import tracemalloc
 
 import numpy as np
+from _timing import best
 from scipy.signal import fftconvolve
 
 from xrfsr_dask.phantoms import nmc_particle
 from xrfsr_dask.simulate import probe_kernel, simulate_scan
 
 PIXEL_NM, STEP_NM, PROBE_NM = 10.0, 50.0, 60.0
-
-
-def _best(func, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def _peak_mib(func) -> float:
@@ -76,8 +68,8 @@ def main() -> None:
     def bare() -> np.ndarray:
         return fftconvolve(hr_array, kernel, mode="same")
 
-    memory_s, dask_s = _best(in_memory, args.repeat), _best(lazy, args.repeat)
-    bare_s = _best(bare, args.repeat)
+    memory_s, dask_s = best(in_memory, args.repeat), best(lazy, args.repeat)
+    bare_s = best(bare, args.repeat)
     eager, chunked = in_memory(), lazy()
     noise_free_diff = np.max(np.abs(scan(hr, noise=False) - scan(lazy_hr, noise=False)))
     mpix = args.size**2 / 1e6

@@ -15,25 +15,16 @@ import json
 import platform
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import dask.array as dsa
 import numpy as np
 import xarray as xr
+from _timing import best
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from xrfsr_dask import open_xrf, save, xrf_maps
 from xrfsr_dask.io.store import ZSTD_LEVEL
-
-
-def _best(func, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -72,7 +63,7 @@ def main() -> None:
             ("store.read", lambda: open_xrf(str(ours_url)).load(),
              lambda: xr.open_zarr(peer_url, consolidated=False, chunks={}).load()),
         ]:
-            ours_s, peer_s = _best(ours, args.repeat), _best(peer, args.repeat)
+            ours_s, peer_s = best(ours, args.repeat), best(peer, args.repeat)
             print(json.dumps({"bench": bench, "size": size, "ours_s": round(ours_s, 4), "peer": "xarray.zarr",
                               "peer_s": round(peer_s, 4), "ratio": round(peer_s / ours_s, 3), "device": device}))
 

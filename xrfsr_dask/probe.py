@@ -27,6 +27,7 @@ import numpy as np
 import xarray as xr
 
 from xrfsr_dask import _gaussfit
+from xrfsr_dask._grid import STEP_RTOL, coord_grid
 from xrfsr_dask._backend import array_module
 from xrfsr_dask.schema import add_provenance
 
@@ -170,28 +171,14 @@ class GaussianProbe:
 
 def _spacing(obj: xr.DataArray, dim: str, pixel_nm: float | None) -> tuple[float, float]:
     """``(origin, step)`` in nm along ``dim``, from its coordinate or ``pixel_nm``."""
-    if dim in obj.coords:
-        values = np.asarray(obj[dim].values, dtype=np.float64)
-        units = obj[dim].attrs.get("units", "nm")
-        if units != "nm":
-            raise ValueError(
-                f"coordinate {dim!r} has units {units!r}; fits report nm, so convert it "
-                f"(e.g. obj.assign_coords({dim}=obj.{dim} * 1000) for µm) and set units='nm'."
-            )
-        if values.size < 2:
-            raise ValueError(f"dimension {dim!r} has {values.size} sample(s); need at least {MIN_SIZE}.")
-        steps = np.diff(values)
-        if not np.allclose(steps, steps[0], rtol=1e-3) or steps[0] <= 0:
-            raise ValueError(
-                f"coordinate {dim!r} is not an increasing uniform grid (steps {steps[:4].tolist()}...);"
-                " fits need evenly spaced samples."
-            )
-        if pixel_nm is not None and not math.isclose(pixel_nm, steps[0], rel_tol=1e-3):
+    grid = coord_grid(obj, dim, name="input", purpose="fits report and work")
+    if grid is not None:
+        if pixel_nm is not None and not math.isclose(pixel_nm, grid[1], rel_tol=STEP_RTOL):
             raise ValueError(
                 f"pixel_nm={pixel_nm} disagrees with the {dim!r} coordinate spacing "
-                f"{steps[0]:g} nm; drop pixel_nm or fix the coordinate."
+                f"{grid[1]:g} nm; drop pixel_nm or fix the coordinate."
             )
-        return float(values[0]), float(steps[0])
+        return grid
     if pixel_nm is None:
         raise ValueError(
             f"dimension {dim!r} has no coordinate in nm; pass pixel_nm=<pixel size in nm> "

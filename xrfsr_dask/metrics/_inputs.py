@@ -18,33 +18,10 @@ import numpy as np
 import xarray as xr
 
 from xrfsr_dask._backend import array_module
+from xrfsr_dask._grid import STEP_RTOL, coord_grid
 from xrfsr_dask.metrics._spectral import compute_dtype
 
 __all__ = ["Batch", "as_batch", "check_finite", "check_pair", "prepare"]
-
-STEP_RTOL = 1e-3
-
-
-def _spacing_from_coord(obj: xr.DataArray, dim: str, name: str) -> float | None:
-    if dim not in obj.coords:
-        return None
-    values = np.asarray(obj[dim].values, dtype=np.float64)
-    units = obj[dim].attrs.get("units", "nm")
-    if units != "nm":
-        raise ValueError(
-            f"{name}: coordinate {dim!r} has units {units!r}; metrics report 1/nm and nm, so convert "
-            f"it (e.g. {name}.assign_coords({dim}={name}.{dim} * 1000) for µm) and set units='nm'."
-        )
-    if values.size < 2:
-        return None
-    steps = np.diff(values)
-    if steps[0] <= 0 or not np.allclose(steps, steps[0], rtol=STEP_RTOL):
-        raise ValueError(
-            f"{name}: coordinate {dim!r} is not an increasing uniform grid (steps "
-            f"{steps[:4].tolist()}...); Fourier metrics need evenly spaced samples."
-        )
-    return float(steps[0])
-
 
 class Batch:
     """The spatial blocks of one input, with their batch labels and pixel size."""
@@ -111,7 +88,8 @@ def as_batch(
         data = xr.DataArray(x, dims=spatial)
     spacing = []
     for dim, value in zip(spatial, given, strict=True):
-        from_coord = _spacing_from_coord(data, dim, name)
+        grid = coord_grid(data, dim, name=name, purpose="Fourier metrics work")
+        from_coord = None if grid is None else grid[1]
         if from_coord is not None and value is not None and not math.isclose(
             from_coord, value, rel_tol=STEP_RTOL
         ):
