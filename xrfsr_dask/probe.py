@@ -27,8 +27,8 @@ import numpy as np
 import xarray as xr
 
 from xrfsr_dask import _gaussfit
-from xrfsr_dask._grid import STEP_RTOL, coord_grid
 from xrfsr_dask._backend import array_module
+from xrfsr_dask._grid import STEP_RTOL, coord_grid
 from xrfsr_dask.schema import add_provenance
 
 __all__ = [
