@@ -1,7 +1,7 @@
 # The two set-up commands of the README: `make demo` and `make test`.
 # Both create .venv with nothing but the system Python, install the package
 # with its test extras under constraints.txt (torch pinned to the CPU wheel),
-# then run.
+# and the peer libraries of peers.txt (without their dependencies), then run.
 
 PYTHON ?= python3
 VENV := .venv
@@ -13,9 +13,10 @@ DEMO_OUT ?= demo-output
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt peers.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps -r peers.txt
 	touch $(STAMP)
 
 demo: install
