@@ -28,7 +28,7 @@ import xarray as xr
 
 from xrfsr_dask import _gaussfit
 from xrfsr_dask._backend import array_module
-from xrfsr_dask._grid import STEP_RTOL, coord_grid
+from xrfsr_dask._grid import grid_nm, per_axis
 from xrfsr_dask.schema import add_provenance
 
 __all__ = [
@@ -46,6 +46,7 @@ FWHM_PER_SIGMA = _gaussfit.FWHM_PER_SIGMA
 STATUS = _gaussfit.STATUS
 """Meaning of each value of the ``status`` variable of a fit result (CF ``flag_meanings``)."""
 MIN_SIZE = 5
+_PURPOSE = "fits report and work"
 
 
 def combined_resolution_nm(probe_nm: Any, step_or_fsc_nm: Any) -> Any:
@@ -169,26 +170,6 @@ class GaussianProbe:
 # --------------------------------------------------------------------------- xarray layer
 
 
-def _spacing(obj: xr.DataArray, dim: str, pixel_nm: float | None) -> tuple[float, float]:
-    """``(origin, step)`` in nm along ``dim``, from its coordinate or ``pixel_nm``."""
-    grid = coord_grid(obj, dim, name="input", purpose="fits report and work")
-    if grid is not None:
-        if pixel_nm is not None and not math.isclose(pixel_nm, grid[1], rel_tol=STEP_RTOL):
-            raise ValueError(
-                f"pixel_nm={pixel_nm} disagrees with the {dim!r} coordinate spacing "
-                f"{grid[1]:g} nm; drop pixel_nm or fix the coordinate."
-            )
-        return grid
-    if pixel_nm is None:
-        raise ValueError(
-            f"dimension {dim!r} has no coordinate in nm; pass pixel_nm=<pixel size in nm> "
-            "or give the DataArray a coordinate."
-        )
-    if not (math.isfinite(pixel_nm) and pixel_nm > 0):
-        raise ValueError(f"pixel_nm must be a positive number of nm; got {pixel_nm!r}.")
-    return 0.0, float(pixel_nm)
-
-
 def _as_dataarray(data: Any, core: tuple[str, ...]) -> xr.DataArray:
     if isinstance(data, xr.DataArray):
         missing = [d for d in core if d not in data.dims]
@@ -205,15 +186,6 @@ def _as_dataarray(data: Any, core: tuple[str, ...]) -> xr.DataArray:
     extra = data.ndim - len(core)
     batch = ("image",) if extra == 1 else tuple(f"dim_{i}" for i in range(extra))
     return xr.DataArray(data, dims=batch + core)
-
-
-def _pixel_pair(pixel_nm: float | Sequence[float] | None, n: int) -> list[float | None]:
-    if pixel_nm is None or np.ndim(pixel_nm) == 0:
-        return [pixel_nm] * n
-    values = [float(v) for v in pixel_nm]
-    if len(values) != n:
-        raise ValueError(f"pixel_nm must be one number or {n} numbers; got {pixel_nm!r}.")
-    return values
 
 
 def _check_iterations(max_iter: int) -> None:
@@ -371,8 +343,10 @@ def fit_probe(
     _check_iterations(max_iter)
     core = ("y", "x")
     da = _as_dataarray(probe, core)
-    pixels = _pixel_pair(pixel_nm, 2)
-    grids = [_spacing(da, d, p) for d, p in zip(core, pixels, strict=True)]
+    pixels = per_axis(pixel_nm, core)
+    grids = [
+        grid_nm(da, d, p, name="input", purpose=_PURPOSE) for d, p in zip(core, pixels, strict=True)
+    ]
     packed = _run(da, core, grids, "probe", max_iter=max_iter, xtol=xtol, ftol=ftol)
     scale, (cy, cx) = packed.attrs["scale"], packed.attrs["centre"]
     f = [packed.isel(field=i) for i in range(packed.sizes["field"])]
@@ -487,7 +461,7 @@ def fit_line(
     if dim is None:
         dim = profile.dims[-1] if isinstance(profile, xr.DataArray) else "x"
     da = _as_dataarray(profile, (dim,))
-    grid = _spacing(da, dim, pixel_nm)
+    grid = grid_nm(da, dim, pixel_nm, name="input", purpose=_PURPOSE)
     packed = _run(da, (dim,), [grid], kind, max_iter=max_iter, xtol=xtol, ftol=ftol)
     scale, (centre,) = packed.attrs["scale"], packed.attrs["centre"]
     f = [packed.isel(field=i) for i in range(packed.sizes["field"])]

@@ -10,7 +10,6 @@ spatial axes, and the pixel size along each of them.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from xrfsr_dask._backend import array_module
-from xrfsr_dask._grid import STEP_RTOL, coord_grid
+from xrfsr_dask._grid import STEP_RTOL, grid_nm, per_axis
 from xrfsr_dask.metrics._spectral import compute_dtype
 
 __all__ = ["Batch", "as_batch", "check_finite", "check_pair", "prepare"]
@@ -58,15 +57,7 @@ def as_batch(
     pixel_nm: float | Sequence[float] | None,
 ) -> Batch:
     """Wrap ``x`` as a :class:`Batch` over ``spatial`` dims, its pixel size checked in nm."""
-    if pixel_nm is None or np.ndim(pixel_nm) == 0:
-        given: list[float | None] = [pixel_nm] * len(spatial)  # type: ignore[list-item]
-    else:
-        given = [float(v) for v in pixel_nm]  # type: ignore[union-attr]
-        if len(given) != len(spatial):
-            raise ValueError(
-                f"pixel_nm must be one number or {len(spatial)} numbers (one per {spatial}); "
-                f"got {pixel_nm!r}."
-            )
+    given = per_axis(pixel_nm, spatial)
     if isinstance(x, xr.DataArray):
         missing = [d for d in spatial if d not in x.dims]
         if missing:
@@ -86,26 +77,10 @@ def as_batch(
                 "Pass a DataArray to carry extra dims such as element."
             )
         data = xr.DataArray(x, dims=spatial)
-    spacing = []
-    for dim, value in zip(spatial, given, strict=True):
-        grid = coord_grid(data, dim, name=name, purpose="Fourier metrics work")
-        from_coord = None if grid is None else grid[1]
-        if from_coord is not None and value is not None and not math.isclose(
-            from_coord, value, rel_tol=STEP_RTOL
-        ):
-            raise ValueError(
-                f"pixel_nm={value} disagrees with the {dim!r} coordinate spacing of {name} "
-                f"({from_coord:g} nm); drop pixel_nm or fix the coordinate."
-            )
-        step = from_coord if from_coord is not None else value
-        if step is None:
-            raise ValueError(
-                f"{name}: dim {dim!r} has no coordinate in nm; pass pixel_nm=<pixel size in nm> "
-                "or give it a coordinate."
-            )
-        if not (math.isfinite(step) and step > 0):
-            raise ValueError(f"pixel_nm must be a positive number of nm; got {step!r}.")
-        spacing.append(float(step))
+    spacing = [
+        grid_nm(data, dim, value, name=name, purpose="Fourier metrics work")[1]
+        for dim, value in zip(spatial, given, strict=True)
+    ]
     sizes = [data.sizes[d] for d in spatial]
     if min(sizes) < 4:
         raise ValueError(f"{name} has {dict(zip(spatial, sizes, strict=True))} samples; need >= 4 per axis.")
