@@ -130,6 +130,19 @@ def test_dask_volume_in_odd_chunks_equals_in_memory():
     np.testing.assert_allclose(lazy.resolution_nm, eager.resolution_nm, rtol=1e-5)
 
 
+def test_dask_inputs_chunked_differently_pair_their_blocks(monkeypatch):
+    # A small slab lets the chunk sizes, not the slab minimum, set the blocks of the z pass.
+    monkeypatch.setattr("xrfsr_dask.metrics._spectral._SLAB_ELEMENTS", 64)
+    rng = np.random.default_rng(9)
+    a = ndimage.gaussian_filter(rng.normal(size=(32, 40, 24)), 1.5).astype(np.float32)
+    b = a + 0.05 * rng.normal(size=a.shape).astype(np.float32)
+    eager = fsc(a, b, voxel_nm=10.0)
+    lazy = fsc(
+        da.from_array(a, chunks=(4, 40, 24)), da.from_array(b, chunks=(16, 40, 24)), voxel_nm=10.0, progress=False
+    )
+    np.testing.assert_allclose(lazy.correlation, eager.correlation, rtol=1e-5, atol=1e-6)
+
+
 def test_element_batch_and_dtypes():
     a, b = blurred_pair(40.0)
     volume_a = xr.concat([a, 2 * a], dim="element").assign_coords(element=["Ni_K", "Co_K"])

@@ -273,6 +273,11 @@ def _dask_spectrum_sums(arrays: Sequence[Any], shells: Shells, mode: Literal["cr
     first = arrays[0]
     rest = {axis: -1 for axis in range(1, first.ndim)}
     half = (*first.shape[1:-1], first.shape[-1] // 2 + 1)
+    # One split of the second axis for every input (their blocks are paired): about the
+    # size of the first input's chunks, and at least one slab of shell sums.
+    per_row = math.prod(half) / half[0]
+    rows = max(1, round(max(first.chunks[0]) * half[0] / first.shape[0]))
+    rows = max(rows, math.ceil(_SLAB_ELEMENTS / (per_row * first.shape[0])))
     spectra = []
     for x in arrays:
         x = x.rechunk(rest)
@@ -280,9 +285,6 @@ def _dask_spectrum_sums(arrays: Sequence[Any], shells: Shells, mode: Literal["cr
         spectrum = x.map_blocks(
             rfft_rest, dtype=complex_dtype, chunks=(x.chunks[0], *[(n,) for n in half])
         )
-        per_row = math.prod(half) / half[0]
-        rows = max(1, round(max(x.chunks[0]) * half[0] / first.shape[0]))
-        rows = max(rows, math.ceil(_SLAB_ELEMENTS / (per_row * first.shape[0])))
         spectrum = spectrum.rechunk({0: -1, 1: rows})
         spectra.append(spectrum.map_blocks(fft_axis0, dtype=complex_dtype))
     parts = []
