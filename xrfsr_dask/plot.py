@@ -79,6 +79,7 @@ def plot_fsc(result: xr.Dataset, *, thresholds: Sequence[str] | None = None, tit
         axis on top; each crossing marked and listed in the legend.
     """
     names = list(result.threshold.values) if thresholds is None else list(thresholds)
+    kind = str(result.attrs.get("kind", "fsc")).upper()
     fig = Figure(figsize=(8, 6), layout="constrained")
     ax = fig.add_subplot()
     freq = result.frequency.values
@@ -99,7 +100,6 @@ def plot_fsc(result: xr.Dataset, *, thresholds: Sequence[str] | None = None, tit
             if np.isfinite(res):
                 crossings.append((name, res))
         text = ", ".join(f"{name} {res:.1f} nm" for name, res in crossings) or "no crossing"
-        kind = str(result.attrs.get("kind", "")).upper()
         (line,) = ax.plot(freq[1:], curve.values[1:], linewidth=1.6, label=f"{label or kind}: {text}")
         for _, res in crossings:
             f = 1.0 / res
@@ -114,7 +114,6 @@ def plot_fsc(result: xr.Dataset, *, thresholds: Sequence[str] | None = None, tit
     top.set_xticks(_resolution_ticks(freq[1] / 2, freq[-1]))
     top.set_xlabel("resolution (nm)")
     fig.legend(fontsize=8, loc="outside lower center", ncols=2, title="circles: crossings", title_fontsize=8)
-    kind = str(result.attrs.get("kind", "fsc")).upper()
     ax.set_title(title or f"{kind} with threshold curves")
     return fig
 

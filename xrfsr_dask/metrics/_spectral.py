@@ -108,6 +108,10 @@ class Shells:
     @classmethod
     def linear(cls, shape: Sequence[int], spacing_nm: Sequence[float], shell_width: float) -> Shells:
         """Shells of ``shell_width`` times the coarsest frequency step, up to the smallest Nyquist."""
+        if not (np.isfinite(shell_width) and shell_width > 0):
+            raise ValueError(
+                f"shell_width must be a positive number of frequency steps; got {shell_width!r}."
+            )
         step, top = cls._limits(shape, spacing_nm)
         width = shell_width * step
         count = math.floor(top / width + 1e-9) + 1

@@ -123,10 +123,6 @@ def _correlation(
     thresholds: Sequence[ThresholdName | float],
     progress: bool,
 ) -> xr.Dataset:
-    if not (np.isfinite(shell_width) and shell_width > 0):
-        raise ValueError(
-            f"shell_width must be a positive number of frequency steps; got {shell_width!r}."
-        )
     names = [str(t) for t in thresholds]
     for t in thresholds:
         threshold_curve(t, 1.0)

@@ -82,8 +82,6 @@ def psd(
         spatial = ("z", "y", "x")
     batch = _inputs.as_batch(x, "x", spatial, pixel_nm)
     if bins == "linear":
-        if not (np.isfinite(shell_width) and shell_width > 0):
-            raise ValueError(f"shell_width must be a positive number of frequency steps; got {shell_width!r}.")
         shells = Shells.linear(batch.shape, batch.spacing_nm, shell_width)
     elif bins == "log":
         if not (isinstance(n_bins, int) and n_bins >= 2):
