@@ -1,0 +1,57 @@
+"""Training pairs: physics of the pair, determinism, disjoint splits, settings checks."""
+
+import numpy as np
+import pytest
+
+from xrfsr_dask import nmc_particle
+from xrfsr_dask.model import DataSettings, PairSource, map_scale
+from xrfsr_dask.model.data import SPLIT_OFFSETS
+
+SMALL = DataSettings(phantom_shape=(160, 160), steps_nm=(20.0, 40.0), patch=8, train_seeds=2,
+                     validation_seeds=1, test_seeds=1, validation_patches=8, test_patches=8)
+
+
+def test_truth_and_scan_carry_the_same_counts():
+    # The blur and the sampling conserve counts, so over many patches the mean
+    # LR value equals the mean of the truth on the finer grid.
+    lr, truth = PairSource(SMALL, "train").batch(np.random.default_rng(0), 64)
+    assert lr.shape == (64, 1, 8, 8) and truth.shape == (64, 1, 16, 16)
+    assert abs(lr.mean() / truth.mean() - 1) < 0.05
+
+
+def test_one_scan_has_the_drawn_grid():
+    lr, truth, drawn = PairSource(SMALL, "train").scan(np.random.default_rng(4))
+    assert truth.shape[-2:] == tuple(2 * n for n in lr.shape[-2:])
+    assert lr.shape[-1] == 160 * 5 // int(drawn["step_nm"])
+    assert drawn["scan_mode"] in ("step", "fly") and 20 <= drawn["probe"][0] <= 80
+
+
+def test_batches_are_seeded_and_splits_disjoint():
+    a = PairSource(SMALL, "train").batch(np.random.default_rng(1), 8)
+    b = PairSource(SMALL, "train").batch(np.random.default_rng(1), 8)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    seeds = {split: set(PairSource(DataSettings(), split).seeds) for split in SPLIT_OFFSETS}
+    assert not (seeds["train"] & seeds["test"]) and not (seeds["train"] & seeds["validation"])
+    assert len(seeds["train"]) == 24
+
+
+def test_user_images_join_the_pool_when_their_pixel_matches():
+    image = nmc_particle((160, 160), pixel_nm=5.0, seed=99, elements=["Ni_K"])
+    source = PairSource(SMALL, "train", images=[image])
+    assert len(source._maps) == 1
+    with pytest.raises(ValueError, match="10.0 nm pixel along y.*hr_pixel_nm=5.0"):
+        PairSource(SMALL, "train", images=[nmc_particle((64, 64), pixel_nm=10.0)])
+
+
+def test_settings_are_checked_and_round_trip():
+    with pytest.raises(ValueError, match="steps_nm contains 25.0 nm.*multiples of 10.0 nm"):
+        DataSettings(steps_nm=(25.0,))
+    assert DataSettings.from_dict(SMALL.to_dict()) == SMALL
+    with pytest.raises(ValueError, match="split must be one of"):
+        PairSource(SMALL, "holdout")
+
+
+def test_map_scale_is_the_quantile_and_one_for_empty_maps():
+    maps = np.stack([np.arange(100.0).reshape(10, 10), np.zeros((10, 10))])
+    np.testing.assert_allclose(map_scale(maps, 0.5), [49.5, 1.0])

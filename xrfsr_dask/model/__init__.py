@@ -1,0 +1,44 @@
+"""The Residual Dense Network: architecture, training on simulated scans, weights with model cards.
+
+- :func:`build_rdn` / :class:`RDN` / :data:`PRESETS`: the network;
+- :func:`train` / :class:`TrainSettings` / :class:`DataSettings`: training
+  on pairs simulated on the fly from synthetic NMC particles;
+- :func:`save_model` / :func:`load_model`: safetensors weights and JSON cards,
+  bundled (:func:`bundled_models`) or at any local or fsspec path;
+- :func:`predict`: counts in, counts out, on in-memory maps.
+"""
+
+from xrfsr_dask.model.data import DataSettings, PairSource, map_scale
+from xrfsr_dask.model.infer import predict, resolve_device
+from xrfsr_dask.model.rdn import PRESETS, RDN, RDNConfig, build_rdn
+from xrfsr_dask.model.train import TrainSettings, evaluate, fixed_pairs, train
+from xrfsr_dask.model.weights import (
+    CARD_FORMAT,
+    DEFAULT_MODEL,
+    ModelCardError,
+    bundled_models,
+    load_model,
+    save_model,
+)
+
+__all__ = [
+    "CARD_FORMAT",
+    "DEFAULT_MODEL",
+    "PRESETS",
+    "RDN",
+    "DataSettings",
+    "ModelCardError",
+    "PairSource",
+    "RDNConfig",
+    "TrainSettings",
+    "build_rdn",
+    "bundled_models",
+    "evaluate",
+    "load_model",
+    "map_scale",
+    "predict",
+    "resolve_device",
+    "save_model",
+    "fixed_pairs",
+    "train",
+]

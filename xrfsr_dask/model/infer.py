@@ -1,0 +1,192 @@
+"""Run an RDN on in-memory maps: normalisation, NaN handling, tiling with halos, device choice.
+
+:func:`predict` is the one place a network meets counts. It divides every
+map by its normalisation scale (the card's quantile of the map), runs the
+network over tiles whose windows reach ``halo`` LR pixels past the tile on
+every side, keeps each tile's core, and multiplies the scale back, so the
+result is in counts. Windows never cross the image border: a tile at the
+border sees the border exactly as whole-image inference does, so tiling
+only truncates context that lies more than ``halo`` pixels away.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from xrfsr_dask.errors import NonFiniteCountsError, XrfsrWarning
+from xrfsr_dask.model.data import map_scale
+from xrfsr_dask.model.rdn import RDN
+
+__all__ = ["DEFAULT_QUANTILE", "predict", "resolve_device"]
+
+DEFAULT_QUANTILE = 0.999
+"""Normalisation quantile of a network whose card does not name one."""
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"``: the first CUDA device when there is one, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} was requested but torch sees no CUDA GPU; use device='cpu'.")
+    return device
+
+
+def _windows(n: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
+    """``(window_start, window_stop, core_start, core_stop)`` covering ``range(n)`` in tiles.
+
+    Every window has the same length, ``min(n, tile + 2·halo)``; at the
+    border it is shifted inward instead of padded.
+    """
+    width = min(n, tile + 2 * halo)
+    out = []
+    for core in range(0, n, tile):
+        start = min(max(core - halo, 0), n - width)
+        out.append((start, start + width, core, min(core + tile, n)))
+    return out
+
+
+def _nan_locations(bad: np.ndarray, shape: tuple[int, ...]) -> str:
+    where = np.argwhere(bad)
+    shown = ", ".join(str(tuple(int(v) for v in w)) for w in where[:5])
+    more = f" and {len(where) - 5} more" if len(where) > 5 else ""
+    return f"{len(where)} non-finite pixel(s) in the {shape} input at {shown}{more}"
+
+
+def _fill_nearest(image: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """Each non-finite pixel takes the value of the nearest finite pixel of its map."""
+    out = image.copy()
+    for index in np.ndindex(image.shape[:-2]):
+        mask = bad[index]
+        if mask.all():
+            out[index] = 0.0
+        elif mask.any():
+            nearest = ndimage.distance_transform_edt(mask, return_distances=False, return_indices=True)
+            out[index] = image[index][tuple(nearest)]
+    return out
+
+
+def predict(
+    model: RDN,
+    lr: Any,
+    *,
+    scale: Any = None,
+    tile: int = 128,
+    halo: int = 16,
+    batch_size: int = 8,
+    device: str | torch.device = "auto",
+    precision: Literal["auto", "fp32", "bf16"] = "auto",
+    nan: Literal["raise", "mask"] = "raise",
+) -> np.ndarray:
+    """Enhance LR maps held in memory with a network; counts in, counts out.
+
+    Parameters
+    ----------
+    model
+        An :class:`~xrfsr_dask.model.RDN` (e.g. from :func:`load_model`).
+    lr
+        LR maps ``(..., y, x)`` in counts; integers are cast to float32.
+    scale
+        Per-map normalisation scale, broadcastable to ``lr.shape[:-2]``. By
+        default the card's quantile of each map (so a map and 10× that map
+        give outputs 10× apart). Pass it when the map is enhanced in pieces,
+        so every piece uses the scale of the whole map.
+    tile, halo
+        Tile core and overlap in LR pixels; see the module docstring.
+    batch_size
+        Tiles per network call.
+    device
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda:0"``, ...
+    precision
+        ``"auto"``: bf16 autocast on CUDA, fp32 on the CPU.
+    nan
+        ``"raise"``: non-finite input is an error naming where it is.
+        ``"mask"``: non-finite pixels are filled from their nearest finite
+        neighbour for the network, and their ``scale x scale`` footprint in
+        the output is NaN.
+
+    Returns
+    -------
+    numpy.ndarray
+        Float32 counts ``(..., scale·y, scale·x)``.
+
+    Raises
+    ------
+    NonFiniteCountsError
+        Non-finite input with ``nan="raise"``; the message lists the first
+        locations.
+
+    Warns
+    -----
+    XrfsrWarning
+        A map smaller than the network's receptive field: pixels near its
+        border see zero padding, not data.
+    """
+    array = np.asarray(lr)
+    if array.ndim < 2:
+        raise ValueError(f"lr must have dims (..., y, x); got an array of shape {array.shape}.")
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"lr must hold numbers; got dtype {array.dtype}.")
+    if nan not in ("raise", "mask"):
+        raise ValueError(f"nan must be 'raise' or 'mask'; got {nan!r}.")
+    if min(tile, halo + 1, batch_size) < 1:
+        raise ValueError(f"tile and batch_size must be >= 1 and halo >= 0; got {tile}, {batch_size}, {halo}.")
+    array = array.astype(np.float32, copy=False)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        if nan == "raise":
+            raise NonFiniteCountsError(
+                f"{_nan_locations(bad, array.shape)}; fill them, or pass nan='mask' to enhance around "
+                "them and get NaN in their output footprint."
+            )
+        array = _fill_nearest(array, bad)
+    config = model.config
+    field = 2 * config.receptive_radius + 1
+    if min(array.shape[-2:]) < field:
+        warnings.warn(
+            f"the maps ({array.shape[-2]} x {array.shape[-1]} px) are smaller than the network's receptive "
+            f"field ({field} px); pixels near the border see zero padding, not data.",
+            XrfsrWarning, stacklevel=2,
+        )
+    quantile = model.card.get("normalisation", {}).get("quantile", DEFAULT_QUANTILE)
+    norm = map_scale(array, quantile) if scale is None else np.broadcast_to(
+        np.asarray(scale, dtype=np.float64), array.shape[:-2])
+    maps = (array / norm[..., None, None]).reshape(-1, *array.shape[-2:]).astype(np.float32)
+    out = _run_tiles(model, maps, tile=tile, halo=halo, batch_size=batch_size,
+                     device=resolve_device(device), precision=precision)
+    out = out.reshape(*array.shape[:-2], *out.shape[-2:]) * norm[..., None, None].astype(np.float32)
+    if bad.any():
+        s = config.scale
+        out[np.repeat(np.repeat(bad, s, axis=-2), s, axis=-1)] = np.nan
+    return out
+
+
+def _run_tiles(
+    model: RDN, maps: np.ndarray, *, tile: int, halo: int, batch_size: int,
+    device: torch.device, precision: str,
+) -> np.ndarray:
+    s = model.config.scale
+    n, ny, nx = maps.shape
+    out = np.empty((n, ny * s, nx * s), np.float32)
+    jobs = [(k, wy, wx) for k in range(n) for wy in _windows(ny, tile, halo) for wx in _windows(nx, tile, halo)]
+    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    memory = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    model = model.to(device=device, memory_format=memory).eval()
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        for first in range(0, len(jobs), batch_size):
+            group = jobs[first:first + batch_size]
+            windows = np.stack([maps[k, wy[0]:wy[1], wx[0]:wx[1]] for k, wy, wx in group])[:, None]
+            x = torch.from_numpy(windows).to(device).contiguous(memory_format=memory)
+            y = model(x).float().cpu().numpy()[:, 0]
+            for result, (k, wy, wx) in zip(y, group, strict=True):
+                rows = slice((wy[2] - wy[0]) * s, (wy[3] - wy[0]) * s)
+                cols = slice((wx[2] - wx[0]) * s, (wx[3] - wx[0]) * s)
+                out[k, wy[2] * s:wy[3] * s, wx[2] * s:wx[3] * s] = result[rows, cols]
+    return out
+
