@@ -14,7 +14,7 @@ pixel. Each method puts its estimate on the output grid:
 - bicubic: bicubic interpolation of the LR map;
 - Richardson–Lucy: scikit-image's ``richardson_lucy`` with the true scan blur
   (probe and fly motion, on the LR grid), then bicubic; its iteration count
-  is the best of 5, 10, 20, 40 and 80 against the truth (an oracle choice
+  is the best of 5, 10, 20, 40, 80 and 160 against the truth (an oracle choice
   that favours it);
 - RDN: :func:`xrfsr_dask.model.predict` with the bundled model.
 
@@ -48,7 +48,7 @@ from xrfsr_dask.simulate import probe_kernel
 SETTINGS = {"FZP-like": {"probe_nm": 60.0, "step_nm": 50.0}, "MLL-like": {"probe_nm": 25.0, "step_nm": 30.0}}
 HR_PIXEL_NM = 5.0
 COUNT_SCALE = 0.5
-RL_ITERATIONS = (5, 10, 20, 40, 80)
+RL_ITERATIONS = (5, 10, 20, 40, 80, 160)
 
 
 def _bicubic(maps: np.ndarray, scale: int) -> np.ndarray:

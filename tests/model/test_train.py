@@ -93,3 +93,11 @@ def test_cli_trains_and_reports(tmp_path):
     assert "test PSNR" in result.output and (out / "rdn-tiny-x2.safetensors").exists()
     bad = CliRunner().invoke(app, ["train", str(tmp_path / "x"), "--preset", "huge"])
     assert bad.exit_code == 2 and "unknown preset 'huge'" in bad.output
+
+
+@pytest.mark.gpu
+def test_training_on_the_gpu_uses_bf16_and_gives_a_loadable_model(tmp_path):
+    run = TrainSettings(**{**RUN.__dict__, "epochs": 1})
+    model = train(tmp_path, run, progress=False, device="cuda")
+    assert model.card["training"]["device"].startswith("cuda")
+    assert np.isfinite(model.card["metrics"]["test"]["l1"])

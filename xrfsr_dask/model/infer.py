@@ -22,7 +22,7 @@ from xrfsr_dask.errors import NonFiniteCountsError, XrfsrWarning
 from xrfsr_dask.model.data import map_scale
 from xrfsr_dask.model.rdn import RDN
 
-__all__ = ["DEFAULT_QUANTILE", "predict", "resolve_device"]
+__all__ = ["DEFAULT_QUANTILE", "predict", "resolve_device", "run_maps"]
 
 DEFAULT_QUANTILE = 0.999
 """Normalisation quantile of a network whose card does not name one."""
@@ -138,6 +138,22 @@ def predict(
     if min(tile, halo + 1, batch_size) < 1:
         raise ValueError(f"tile and batch_size must be >= 1 and halo >= 0; got {tile}, {batch_size}, {halo}.")
     array = array.astype(np.float32, copy=False)
+    field = 2 * model.config.receptive_radius + 1
+    if min(array.shape[-2:]) < field:
+        warnings.warn(
+            f"the maps ({array.shape[-2]} x {array.shape[-1]} px) are smaller than the network's receptive "
+            f"field ({field} px); pixels near the border see zero padding, not data.",
+            XrfsrWarning, stacklevel=2,
+        )
+    return run_maps(model, array, scale=scale, tile=tile, halo=halo, batch_size=batch_size,
+                    device=device, precision=precision, nan=nan)
+
+
+def run_maps(
+    model: RDN, array: np.ndarray, *, scale: Any, tile: int, halo: int, batch_size: int,
+    device: str | torch.device, precision: str, nan: str,
+) -> np.ndarray:
+    """:func:`predict` on checked float32 maps, without the size warning (a chunk is not a map)."""
     bad = ~np.isfinite(array)
     if bad.any():
         if nan == "raise":
@@ -146,14 +162,6 @@ def predict(
                 "them and get NaN in their output footprint."
             )
         array = _fill_nearest(array, bad)
-    config = model.config
-    field = 2 * config.receptive_radius + 1
-    if min(array.shape[-2:]) < field:
-        warnings.warn(
-            f"the maps ({array.shape[-2]} x {array.shape[-1]} px) are smaller than the network's receptive "
-            f"field ({field} px); pixels near the border see zero padding, not data.",
-            XrfsrWarning, stacklevel=2,
-        )
     quantile = model.card.get("normalisation", {}).get("quantile", DEFAULT_QUANTILE)
     norm = map_scale(array, quantile) if scale is None else np.broadcast_to(
         np.asarray(scale, dtype=np.float64), array.shape[:-2])
@@ -162,7 +170,7 @@ def predict(
                      device=resolve_device(device), precision=precision)
     out = out.reshape(*array.shape[:-2], *out.shape[-2:]) * norm[..., None, None].astype(np.float32)
     if bad.any():
-        s = config.scale
+        s = model.config.scale
         out[np.repeat(np.repeat(bad, s, axis=-2), s, axis=-1)] = np.nan
     return out
 

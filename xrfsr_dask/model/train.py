@@ -289,7 +289,8 @@ def train(
         "normalisation": {"method": "quantile-scale", "quantile": settings.data.quantile},
         "training": {"command": settings.command(out), "settings": settings.to_dict(),
                      "final_epoch": settings.epochs,
-                     "seconds": round(sum(float(r["seconds"]) for r in log), 1), "device": str(dev)},
+                     "seconds": round(sum(float(r["seconds"]) for r in log), 1), "device": str(dev),
+                     "torch_version": torch.__version__},
         "metrics": {"test": {k: round(v, 4) for k, v in metrics.items()},
                     "test_set": f"{settings.data.test_patches} patches from phantom seeds of the test split"},
     }
