@@ -1,4 +1,4 @@
-"""The ``xrfsr`` command line: ``info``, ``ingest``, ``phantom``, ``simulate``, ``probe``, ``fsc``, ``train``, ``demo``.
+"""The ``xrfsr`` command line: ``info``, ``ingest``, ``phantom``, ``simulate``, ``probe``, ``fsc``, ``train``, ``enhance``, ``demo``.
 
 Errors of the library (:class:`~xrfsr_dask.errors.XrfsrError`) and invalid
 values it refuses (:class:`ValueError`, whose messages name the argument and
@@ -371,6 +371,44 @@ def train(
         f"(bicubic {test['bicubic_psnr_db']:.2f} dB), L1 {test['l1']:.4f}"
     )
     typer.echo(f"model: {out / model.card['name']}.safetensors")
+
+
+@app.command()
+def enhance(
+    src: Annotated[str, typer.Argument(help="LR maps or series store (path or URL).")],
+    dst: Annotated[str, typer.Argument(help="Destination store for the enhanced data.")],
+    model: Annotated[str | None, typer.Option(help="Bundled model name or .safetensors path/URL (default: bundled).")] = None,
+    halo: Annotated[int, typer.Option(help="LR pixels of overlap around each chunk and tile.")] = 16,
+    tile: Annotated[int, typer.Option(help="Tile core in LR pixels inside a chunk.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Tiles per network call.")] = 8,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    cluster: Annotated[str, typer.Option(help="none (threads here), local (a new local dask cluster) or a scheduler address.")] = "none",
+    resume: Annotated[bool, typer.Option(help="Finish an interrupted run: compute only missing chunks.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing destination.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    storage_option: StorageOptions = None,
+) -> None:
+    """Enhance every map of a store with an RDN, chunk by chunk with halos, into a new store."""
+    from xrfsr_dask.enhance import enhance_to_zarr
+
+    options = _pairs(storage_option, "--storage-option")
+    client = None
+    if cluster != "none":
+        from xrfsr_dask.cluster import get_client
+
+        client = get_client(address=None if cluster == "local" else cluster)
+        typer.echo(f"dask cluster: {client.dashboard_link}")
+    try:
+        summary = _run(enhance_to_zarr, src, dst, model, halo=halo, tile=tile, batch_size=batch_size,
+                       device=device, resume=resume, overwrite=overwrite, storage_options=options,
+                       progress=progress)
+    finally:
+        if client is not None and cluster == "local":
+            client.close()
+            client.cluster.close()
+    typer.echo(
+        f"{summary.url}: {summary.chunks_written} chunks written, {summary.chunks_skipped} already present; complete."
+    )
 
 
 @app.command()

@@ -11,6 +11,8 @@ only truncates context that lies more than ``halo`` pixels away.
 
 from __future__ import annotations
 
+import collections
+import threading
 import warnings
 from typing import Any, Literal
 
@@ -26,6 +28,11 @@ __all__ = ["DEFAULT_QUANTILE", "predict", "resolve_device", "run_maps"]
 
 DEFAULT_QUANTILE = 0.999
 """Normalisation quantile of a network whose card does not name one."""
+# One network call at a time per device and process. Torch already spreads a
+# call over all cores (or the whole GPU); concurrent calls from dask threads
+# would only contend, and would make the result depend on how many threads
+# each call happened to get (the summation order of the convolutions).
+_DEVICE_LOCKS: collections.defaultdict[str, threading.Lock] = collections.defaultdict(threading.Lock)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -191,7 +198,8 @@ def _run_tiles(
             group = jobs[first:first + batch_size]
             windows = np.stack([maps[k, wy[0]:wy[1], wx[0]:wx[1]] for k, wy, wx in group])[:, None]
             x = torch.from_numpy(windows).to(device).contiguous(memory_format=memory)
-            y = model(x).float().cpu().numpy()[:, 0]
+            with _DEVICE_LOCKS[str(device)]:
+                y = model(x).float().cpu().numpy()[:, 0]
             for result, (k, wy, wx) in zip(y, group, strict=True):
                 rows = slice((wy[2] - wy[0]) * s, (wy[3] - wy[0]) * s)
                 cols = slice((wx[2] - wx[0]) * s, (wx[3] - wx[0]) * s)

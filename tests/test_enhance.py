@@ -1,0 +1,186 @@
+"""Chunkwise enhancement: seams, laziness, schedulers, resume, S3, bad input."""
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+import zarr
+from typer.testing import CliRunner
+
+import xrfsr_dask as xs
+from xrfsr_dask import NonFiniteCountsError, SchemaError, StoreMismatchError, XrfsrWarning
+from xrfsr_dask.cli import app
+from xrfsr_dask.enhance import enhance, enhance_to_zarr
+from xrfsr_dask.io import store
+from xrfsr_dask.model import build_rdn, load_model, predict, save_model
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    torch.manual_seed(11)
+    return str(save_model(build_rdn("tiny"), tmp_path_factory.mktemp("models") / "tiny"))
+
+
+@pytest.fixture(scope="module")
+def lr_series():
+    hr = xs.nmc_particle((480, 400), pixel_nm=10.0, seed=3, elements=["Ni_K", "Mo_L"])
+    maps = xs.simulate_scan(hr, step_nm=40.0, probe=60.0, scan_mode="fly", noise=True, scale=0.3, seed=1)
+    stacked = np.stack([maps.values, maps.values[:, ::-1]], axis=1)
+    return xs.xrf_maps(stacked, elements=["Ni_K", "Mo_L"], angles=[0.0, 90.0], step_nm=40.0,
+                       probe_fwhm_nm=60.0, scan_mode="fly")
+
+
+def test_bundled_model_stitches_within_1e4_of_the_data_range(lr_series):
+    net = load_model()
+    maps = lr_series.isel(angle=0)
+    out = enhance(maps.chunk(y=40, x=36)).values
+    whole = predict(net, maps.values, tile=1024, device="cpu")
+    span = float(whole.max() - whole.min())
+    assert np.abs(out - whole).max() < 1e-4 * span
+    assert out.shape == (2, 240, 200)
+
+
+def test_a_full_halo_is_exact_and_the_grid_is_refined(lr_series, tiny_path):
+    net = load_model(tiny_path)
+    lazy = enhance(lr_series.chunk(y=32, x=40), tiny_path, halo=net.config.receptive_radius)
+    whole = predict(net, lr_series.values, tile=1024, device="cpu")
+    np.testing.assert_array_equal(lazy.values, whole)
+    assert lazy.attrs["step_nm"] == [20.0, 20.0] and lazy.dims == lr_series.dims
+    assert float(lazy.y[1] - lazy.y[0]) == 20.0
+    # HR pixels 0 and 1 split LR pixel 0: their centres sit a quarter step either side.
+    assert float(lazy.y[0]) == float(lr_series.y[0]) - 10.0 and float(lazy.x[1]) == float(lr_series.x[0]) + 10.0
+    record = lazy.attrs["provenance"][-1]
+    assert record["operation"] == "xrfsr_dask.enhance.enhance" and record["parameters"]["model"] == "tiny"
+    xs.validate(lazy)
+
+
+def test_building_the_graph_computes_nothing(lr_series, tiny_path, no_dask_compute):
+    with no_dask_compute():
+        enhance(lr_series.chunk(y=40, x=40), tiny_path)
+
+
+def test_small_chunks_are_merged_with_a_warning(lr_series, tiny_path):
+    with pytest.warns(XrfsrWarning, match=r"chunks along y .* smaller than halo=16"):
+        lazy = enhance(lr_series.chunk(y=55, x=50), tiny_path)
+    assert lazy.chunks[2] != (110, 110, 20) and min(lazy.chunks[2]) >= 32
+    reference = enhance(lr_series.chunk(y=60, x=50), tiny_path)
+    assert np.abs(lazy.values - reference.values).max() < 1e-3 * float(reference.max())
+
+
+def test_nan_stays_in_its_footprint(lr_series, tiny_path):
+    holed = lr_series.copy(data=lr_series.values.copy())
+    holed.values[0, 0, 30:34, 40:42] = np.nan
+    out = enhance(holed.chunk(y=40, x=40), tiny_path).values
+    assert np.isnan(out).sum() == 8 * 2 * 2 and np.isnan(out[0, 0, 60:68, 80:84]).all()
+    with pytest.raises(NonFiniteCountsError, match="non-finite"):
+        enhance(holed.chunk(y=40, x=40), tiny_path, nan="raise").compute()
+
+
+def test_integer_counts_are_cast(lr_series, tiny_path):
+    ints = lr_series.copy(data=np.round(lr_series.values).astype(np.int32))
+    out = enhance(ints, tiny_path)
+    assert out.dtype == np.float32
+    floats = enhance(ints.astype(np.float32), tiny_path)
+    np.testing.assert_array_equal(out.values, floats.values)
+
+
+def test_bad_requests_are_named(lr_series, tiny_path):
+    with pytest.raises(ValueError, match="scale=3 was requested but the model 'tiny' enhances by 2"):
+        enhance(lr_series, tiny_path, scale=3)
+    with pytest.raises(SchemaError, match="enhance takes maps or a projection series; got a volume"):
+        enhance(xs.xrf_volume(np.ones((1, 8, 8, 8)), elements=["Ni_K"], voxel_nm=10.0), tiny_path)
+    with pytest.raises(TypeError, match="model must be None, a bundled name"):
+        enhance(lr_series, 3)
+    with pytest.raises(ValueError, match="halo must be >= 0"):
+        enhance(lr_series, tiny_path, halo=-1)
+
+
+def _chunk_bytes(url):
+    from pathlib import Path
+
+    root = Path(url) / "counts" / "c"
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_interrupted_write_resumes_to_the_same_bytes(lr_series, tiny_path, tmp_path, monkeypatch):
+    src = str(tmp_path / "lr.zarr")
+    xs.save(lr_series, src, chunks={"y": 40, "x": 50}, progress=False)
+    reference = str(tmp_path / "ref.zarr")
+    full = enhance_to_zarr(src, reference, tiny_path, progress=False)
+    assert full.chunks_total == 2 * 2 * 3 * 2
+
+    calls = {"n": 0}
+    original = store._write_block
+
+    def dying(block, **kw):
+        calls["n"] += 1
+        if calls["n"] > 7:
+            raise RuntimeError("worker lost")
+        return original(block, **kw)
+
+    monkeypatch.setattr(store, "_write_block", dying)
+    target = str(tmp_path / "resumed.zarr")
+    with pytest.raises(RuntimeError, match="worker lost"):
+        enhance_to_zarr(src, target, tiny_path, progress=False)
+    status = xs.store_status(target)
+    assert not status.complete and 0 < status.chunks_written < full.chunks_total
+    monkeypatch.setattr(store, "_write_block", original)
+    summary = enhance_to_zarr(src, target, tiny_path, resume=True, progress=False)
+    assert summary.chunks_skipped == status.chunks_written
+    assert summary.chunks_written == full.chunks_total - status.chunks_written
+    assert _chunk_bytes(target) == _chunk_bytes(reference)
+
+
+def test_a_destination_with_other_chunks_is_refused(lr_series, tiny_path, tmp_path):
+    dst = str(tmp_path / "out.zarr")
+    enhance_to_zarr(lr_series.chunk(y=40, x=50), dst, tiny_path, progress=False)
+    group = zarr.open_group(dst, mode="r+")
+    group.attrs["xrfsr_dask"] = {**group.attrs["xrfsr_dask"], "complete": False}
+    with pytest.raises(StoreMismatchError, match="chunks"):
+        enhance_to_zarr(lr_series.chunk(y=60, x=50), dst, tiny_path, resume=True, progress=False)
+
+
+def test_threads_and_a_two_worker_cluster_agree(lr_series, tiny_path, tmp_path):
+    from distributed import Client, LocalCluster
+
+    threaded = enhance(lr_series.chunk(y=40, x=50), tiny_path).values
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster):
+        dst = str(tmp_path / "cluster.zarr")
+        enhance_to_zarr(lr_series.chunk(y=40, x=50), dst, tiny_path, progress=False)
+    # Equal up to float32 rounding: torch sums convolutions in an order that
+    # depends on its thread count (2 here, 1 per worker there).
+    np.testing.assert_allclose(xs.open_xrf(dst).values, threaded, rtol=1e-5, atol=1e-5 * float(np.abs(threaded).max()))
+
+
+def test_s3_to_s3(lr_series, tiny_path, s3_bucket):
+    prefix, options = s3_bucket
+    xs.save(lr_series, f"{prefix}/lr.zarr", chunks={"y": 40, "x": 50}, storage_options=options, progress=False)
+    enhance_to_zarr(f"{prefix}/lr.zarr", f"{prefix}/hr.zarr", tiny_path, storage_options=options, progress=False)
+    out = xs.open_xrf(f"{prefix}/hr.zarr", storage_options=options)
+    expected = enhance(lr_series.chunk(element=1, angle=1, y=40, x=50), tiny_path)
+    np.testing.assert_array_equal(out.values, expected.values)
+    xr.testing.assert_equal(out.y, expected.y)
+
+
+def test_cli_enhance_with_the_bundled_model(lr_series, tmp_path):
+    src, dst = str(tmp_path / "lr.zarr"), str(tmp_path / "hr.zarr")
+    xs.save(lr_series.isel(angle=[0]), src, progress=False)
+    result = CliRunner().invoke(app, ["enhance", src, dst, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "complete" in result.output
+    out = xs.open_xrf(dst)
+    assert out.shape == (2, 1, 240, 200) and out.attrs["provenance"][-1]["parameters"]["model"] == "rdn-small-x2"
+    again = CliRunner().invoke(app, ["enhance", src, dst, "--no-progress"])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+@pytest.mark.gpu
+def test_gpu_worker_matches_cpu(lr_series, tmp_path):
+    from distributed import Client, LocalCluster
+
+    cpu = enhance(lr_series.chunk(y=60, x=50), device="cpu").values
+    with LocalCluster(n_workers=1, threads_per_worker=1, resources={"GPU": 1}, dashboard_address=None) as cluster, \
+            Client(cluster):
+        gpu = enhance(lr_series.chunk(y=60, x=50), device="cuda").compute().values
+    assert np.abs(gpu - cpu).max() < 2e-2 * float(cpu.max())

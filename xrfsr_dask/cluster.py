@@ -1,0 +1,91 @@
+"""Make or join a dask cluster for enhancement and reconstruction.
+
+:func:`get_client` returns a ``distributed.Client``:
+
+- ``address=...``: connect to a running scheduler (a dask-jobqueue cluster
+  on a batch system, dask-kubernetes, a cloud service; see
+  ``docs/enhance.md``);
+- otherwise, if a client is already active in this process, that one;
+- otherwise a new local cluster: with CUDA GPUs and ``dask_cuda`` installed,
+  ``dask_cuda.LocalCUDACluster`` (one worker per GPU); with GPUs but no
+  ``dask_cuda``, a ``LocalCluster`` with one single-threaded worker; on a
+  CPU machine, a ``LocalCluster`` of processes. GPU workers advertise the
+  resource ``GPU=1``, which the tasks of ``enhance(..., device="cuda")``
+  require.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+__all__ = ["get_client"]
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def get_client(
+    kind: Literal["auto", "cpu", "gpu"] = "auto",
+    *,
+    address: str | None = None,
+    n_workers: int | None = None,
+    threads_per_worker: int | None = None,
+    memory_limit: str | float = "auto",
+    **cluster_options: Any,
+) -> Any:
+    """A ``distributed.Client`` to run xrfsr_dask graphs on.
+
+    Parameters
+    ----------
+    kind
+        ``"auto"``: GPU workers when this machine has CUDA GPUs, else CPU
+        workers. ``"gpu"``: GPU workers or an error. ``"cpu"``: CPU workers.
+    address
+        Scheduler address (``tcp://host:8786``) of a running cluster to join.
+    n_workers, threads_per_worker, memory_limit
+        For a new CPU cluster; by default one worker per two cores with two
+        threads each (torch uses the threads inside a task as well).
+    cluster_options
+        Passed on to the cluster class.
+
+    Returns
+    -------
+    distributed.Client
+        Print it, or open ``client.dashboard_link``, to watch the work.
+    """
+    from distributed import Client, LocalCluster
+
+    if address is not None:
+        return Client(address)
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except ValueError:
+        pass
+    if kind not in ("auto", "cpu", "gpu"):
+        raise ValueError(f"kind must be 'auto', 'cpu' or 'gpu'; got {kind!r}.")
+    gpus = _gpu_count() if kind != "cpu" else 0
+    if kind == "gpu" and gpus == 0:
+        raise ValueError("kind='gpu' but torch sees no CUDA GPU; use kind='cpu' or join a GPU cluster (address=...).")
+    if gpus:
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            cluster = LocalCluster(n_workers=1, threads_per_worker=1, resources={"GPU": 1},
+                                   memory_limit=memory_limit, **cluster_options)
+        else:
+            cluster = LocalCUDACluster(resources={"GPU": 1}, memory_limit=memory_limit, **cluster_options)
+        return Client(cluster)
+    cores = os.cpu_count() or 1
+    threads = threads_per_worker or min(2, cores)
+    workers = n_workers or max(1, cores // threads)
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
+                           memory_limit=memory_limit, **cluster_options)
+    return Client(cluster)
