@@ -1,10 +1,10 @@
 """RDN inference speed: LR megapixels per second per preset, ours beside the bare network.
 
-``ours`` is :func:`xrfsr_dask.model.predict` (normalisation, tiles with a
-16-pixel halo, batching, copy back to counts); the peer is the bare network
-called once on the same pixels under ``torch.inference_mode``. ``ratio =
-bare_s / ours_s`` is the fraction of the bare network's throughput that
-predict keeps (the halo recomputation is part of what it costs). The
+``ours`` is :func:`xrfsr_dask.model.predict` with its defaults
+(normalisation, one 512-pixel tile per map here, copy back to counts); the
+peer is the bare network called on the same pixels under
+``torch.inference_mode``. ``ratio = bare_s / ours_s`` is the fraction of the
+bare network's throughput that predict keeps. The
 network's arithmetic is counted from its convolutions (2 FLOP per
 multiply-add), so achieved GFLOP/s and, on a GPU, the fraction of the dense
 bf16 peak are reported.
@@ -67,7 +67,7 @@ def _cpu_line(preset: str, size: int, repeat: int) -> dict:
             model(x)
 
     bare_s = best(bare, repeat)
-    ours_s = best(lambda: predict(model, maps, device="cpu", tile=128, halo=16, batch_size=4), repeat)
+    ours_s = best(lambda: predict(model, maps, device="cpu"), repeat)
     mpix = maps.size / 1e6
     return {
         "bench": "rdn_speed.cpu", "preset": preset, "size": f"1 map {size}x{size}, scale 2",
@@ -102,7 +102,7 @@ def _gpu_lines(repeat: int) -> list[dict]:
             torch.cuda.synchronize()
 
         def ours() -> None:
-            predict(model, maps, device="cuda", precision=precision, tile=256, halo=16, batch_size=4)
+            predict(model, maps, device="cuda", precision=precision, batch_size=4)
             torch.cuda.synchronize()
 
         bare()

@@ -184,3 +184,11 @@ def test_gpu_worker_matches_cpu(lr_series, tmp_path):
             Client(cluster):
         gpu = enhance(lr_series.chunk(y=60, x=50), device="cuda").compute().values
     assert np.abs(gpu - cpu).max() < 2e-2 * float(cpu.max())
+
+
+def test_gpu_tasks_carry_the_gpu_resource(lr_series, tiny_path):
+    graph = enhance(lr_series.chunk(y=60, x=50), tiny_path, device="cuda").data.__dask_graph__()
+    annotated = [name for name, layer in graph.layers.items() if (layer.annotations or {}).get("resources")]
+    assert annotated and all(graph.layers[n].annotations["resources"] == {"GPU": 1} for n in annotated)
+    cpu_graph = enhance(lr_series.chunk(y=60, x=50), tiny_path, device="cpu").data.__dask_graph__()
+    assert not any((layer.annotations or {}).get("resources") for layer in cpu_graph.layers.values())

@@ -128,7 +128,7 @@ def enhance(
     *,
     scale: int | None = None,
     halo: int = 16,
-    tile: int = 128,
+    tile: int = 512,
     batch_size: int = 8,
     device: str = "auto",
     precision: Literal["auto", "fp32", "bf16"] = "auto",
@@ -155,7 +155,9 @@ def enhance(
         range of whole-image inference for the bundled model
         (docs/enhance.md has the error against the halo).
     tile, batch_size
-        Tile core in LR pixels and tiles per network call inside a chunk.
+        Largest tile core in LR pixels and tiles per network call inside a
+        chunk. A chunk plus its halo that fits in one tile is one network
+        call (the default for 256 x 256 chunks).
     device, precision
         Where the network runs: ``"auto"`` (CUDA if the worker has it),
         ``"cpu"`` or ``"cuda"``; bf16 autocast on CUDA by default. With
@@ -245,7 +247,7 @@ def enhance_to_zarr(
     *,
     scale: int | None = None,
     halo: int = 16,
-    tile: int = 128,
+    tile: int = 512,
     batch_size: int = 8,
     device: str = "auto",
     precision: Literal["auto", "fp32", "bf16"] = "auto",

@@ -46,16 +46,19 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def _windows(n: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
-    """``(window_start, window_stop, core_start, core_stop)`` covering ``range(n)`` in tiles.
+    """``(window_start, window_stop, core_start, core_stop)`` covering ``range(n)``.
 
-    Every window has the same length, ``min(n, tile + 2·halo)``; at the
-    border it is shifted inward instead of padded.
+    The axis is split into ``ceil(n / tile)`` cores of equal length (at most
+    ``tile``); every window is its core plus ``halo`` on each side, the same
+    length for all, shifted inward at the border instead of padded.
     """
-    width = min(n, tile + 2 * halo)
+    count = -(-n // tile)
+    core = -(-n // count)
+    width = min(n, core + 2 * halo)
     out = []
-    for core in range(0, n, tile):
-        start = min(max(core - halo, 0), n - width)
-        out.append((start, start + width, core, min(core + tile, n)))
+    for start_core in range(0, n, core):
+        start = min(max(start_core - halo, 0), n - width)
+        out.append((start, start + width, start_core, min(start_core + core, n)))
     return out
 
 
@@ -84,7 +87,7 @@ def predict(
     lr: Any,
     *,
     scale: Any = None,
-    tile: int = 128,
+    tile: int = 512,
     halo: int = 16,
     batch_size: int = 8,
     device: str | torch.device = "auto",
@@ -105,7 +108,8 @@ def predict(
         give outputs 10× apart). Pass it when the map is enhanced in pieces,
         so every piece uses the scale of the whole map.
     tile, halo
-        Tile core and overlap in LR pixels; see the module docstring.
+        Largest tile core and the overlap, in LR pixels; see the module
+        docstring. Larger tiles waste less on overlap and need more memory.
     batch_size
         Tiles per network call.
     device
