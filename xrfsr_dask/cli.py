@@ -378,7 +378,7 @@ def enhance(
     src: Annotated[str, typer.Argument(help="LR maps or series store (path or URL).")],
     dst: Annotated[str, typer.Argument(help="Destination store for the enhanced data.")],
     model: Annotated[str | None, typer.Option(help="Bundled model name or .safetensors path/URL (default: bundled).")] = None,
-    halo: Annotated[int, typer.Option(help="LR pixels of overlap around each chunk and tile.")] = 16,
+    halo: Annotated[int, typer.Option(help="LR pixels of overlap around each chunk and tile.")] = 12,
     tile: Annotated[int, typer.Option(help="Largest tile core in LR pixels inside a chunk.")] = 512,
     batch_size: Annotated[int, typer.Option(help="Tiles per network call.")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",

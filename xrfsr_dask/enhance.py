@@ -127,7 +127,7 @@ def enhance(
     model: Any = None,
     *,
     scale: int | None = None,
-    halo: int = 16,
+    halo: int = 12,
     tile: int = 512,
     batch_size: int = 8,
     device: str = "auto",
@@ -151,9 +151,11 @@ def enhance(
         model decides the scale, this only checks it).
     halo
         LR pixels of overlap on each side of a chunk (and of each tile
-        inside it). 16 keeps the stitched result within 1e-4 of the data
-        range of whole-image inference for the bundled model
-        (docs/enhance.md has the error against the halo).
+        inside it). The default 12 keeps the stitched result within 1e-5
+        of the data range of whole-image inference for the bundled model;
+        larger networks may need more (docs/enhance.md has the error
+        against the halo, and ``benchmarks/enhance.py --model`` measures
+        it for any model).
     tile, batch_size
         Largest tile core in LR pixels and tiles per network call inside a
         chunk. A chunk plus its halo that fits in one tile is one network
@@ -246,7 +248,7 @@ def enhance_to_zarr(
     model: Any = None,
     *,
     scale: int | None = None,
-    halo: int = 16,
+    halo: int = 12,
     tile: int = 512,
     batch_size: int = 8,
     device: str = "auto",
