@@ -95,13 +95,13 @@ def _gpu_lines(repeat: int) -> list[dict]:
     for precision in ("fp32", "bf16"):
         x = torch.from_numpy(maps[:, None] / 100.0).cuda().contiguous(memory_format=torch.channels_last)
 
-        def bare() -> None:
+        def bare(x: torch.Tensor = x, precision: str = precision) -> None:
             with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
                 for i in range(0, 8, 2):
                     model(x[i:i + 2])
             torch.cuda.synchronize()
 
-        def ours() -> None:
+        def ours(precision: str = precision) -> None:
             predict(model, maps, device="cuda", precision=precision, batch_size=4)
             torch.cuda.synchronize()
 

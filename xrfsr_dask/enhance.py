@@ -35,8 +35,8 @@ from typing import Any, Literal
 import dask
 import dask.array as dsa
 import numpy as np
-from dask.array.overlap import ensure_minimum_chunksize
 import xarray as xr
+from dask.array.overlap import ensure_minimum_chunksize
 
 from xrfsr_dask.errors import SchemaError, XrfsrWarning
 from xrfsr_dask.io.store import DEFAULT_CHUNKS, WriteSummary, open_xrf, save

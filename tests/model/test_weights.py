@@ -3,7 +3,6 @@
 import json
 
 import fsspec
-import numpy as np
 import pytest
 import torch
 
@@ -16,9 +15,9 @@ from xrfsr_dask.model import (
     build_rdn,
     bundled_models,
     evaluate,
+    fixed_pairs,
     load_model,
     save_model,
-    fixed_pairs,
 )
 
 
