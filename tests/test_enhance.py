@@ -192,3 +192,14 @@ def test_gpu_tasks_carry_the_gpu_resource(lr_series, tiny_path):
     assert annotated and all(graph.layers[n].annotations["resources"] == {"GPU": 1} for n in annotated)
     cpu_graph = enhance(lr_series.chunk(y=60, x=50), tiny_path, device="cpu").data.__dask_graph__()
     assert not any((layer.annotations or {}).get("resources") for layer in cpu_graph.layers.values())
+
+
+def test_cli_enhance_s3_to_s3(lr_series, tiny_path, s3_bucket):
+    prefix, options = s3_bucket
+    xs.save(lr_series, f"{prefix}/lr.zarr", storage_options=options, progress=False)
+    flags = [f"-o{k}={v}" for k, v in options.items()]
+    result = CliRunner().invoke(app, ["enhance", f"{prefix}/lr.zarr", f"{prefix}/hr.zarr", "--model", tiny_path,
+                                      "--no-progress", *flags])
+    assert result.exit_code == 0, result.output
+    out = xs.open_xrf(f"{prefix}/hr.zarr", storage_options=options)
+    assert out.shape == (2, 2, 240, 200) and xs.store_status(f"{prefix}/hr.zarr", storage_options=options).complete

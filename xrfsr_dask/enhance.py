@@ -40,6 +40,8 @@ from dask.array.overlap import ensure_minimum_chunksize
 
 from xrfsr_dask.errors import SchemaError, XrfsrWarning
 from xrfsr_dask.io.store import DEFAULT_CHUNKS, WriteSummary, open_xrf, save
+from xrfsr_dask.model import DEFAULT_MODEL, RDN, load_model, map_scale
+from xrfsr_dask.model.infer import run_maps, warn_if_small
 from xrfsr_dask.schema import add_provenance, kind_of, validate
 
 __all__ = ["EXACT_QUANTILE_PIXELS", "enhance", "enhance_to_zarr"]
@@ -50,15 +52,11 @@ EXACT_QUANTILE_PIXELS = 16_777_216
 
 @functools.lru_cache(maxsize=4)
 def _cached_model(spec: str) -> Any:
-    from xrfsr_dask.model import load_model
-
     return load_model(spec)
 
 
 def _model(model: Any) -> tuple[Any, Any]:
     """``(network, what tasks carry)``: a name or path travels as text and is loaded once per worker."""
-    from xrfsr_dask.model import DEFAULT_MODEL, RDN
-
     if model is None:
         model = DEFAULT_MODEL
     if isinstance(model, RDN):
@@ -71,8 +69,6 @@ def _model(model: Any) -> tuple[Any, Any]:
 
 def _map_scales(data: dsa.Array, quantile: float) -> dsa.Array:
     """Lazy per-map normalisation scales, shape ``data.shape[:-2]``."""
-    from xrfsr_dask.model import map_scale
-
     pixels = data.shape[-2] * data.shape[-1]
     stride = max(1, math.ceil(math.sqrt(pixels / EXACT_QUANTILE_PIXELS)))
     sample = data[..., ::stride, ::stride].rechunk({-2: -1, -1: -1})
@@ -85,8 +81,6 @@ def _map_scales(data: dsa.Array, quantile: float) -> dsa.Array:
 
 def _enhance_block(block: np.ndarray, scales: np.ndarray, *, spec: Any, depth: tuple[int, ...],
                    block_id: tuple[int, ...], nblocks: tuple[int, ...], **options: Any) -> np.ndarray:
-    from xrfsr_dask.model.infer import run_maps
-
     net = _cached_model(spec) if isinstance(spec, str) else spec
     out = run_maps(net, block, scale=scales[..., 0, 0], **options)
     s = net.config.scale
@@ -208,13 +202,7 @@ def enhance(
             1 if d in ("element", "angle") else DEFAULT_CHUNKS[d] for d in counts.dims))
     if data.dtype != np.float32:
         data = data.astype(np.float32)
-    field = 2 * net.config.receptive_radius + 1
-    if min(data.shape[-2:]) < field:
-        warnings.warn(
-            f"the maps ({data.shape[-2]} x {data.shape[-1]} px) are smaller than the network's receptive "
-            f"field ({field} px); pixels near the border see zero padding, not data.",
-            XrfsrWarning, stacklevel=2,
-        )
+    warn_if_small(net, data.shape, stacklevel=3)
     data = _check_chunks(data, halo)
     depth = {data.ndim - 2: halo, data.ndim - 1: halo}
     quantile = net.card.get("normalisation", {}).get("quantile", 0.999)

@@ -24,7 +24,7 @@ from xrfsr_dask.errors import NonFiniteCountsError, XrfsrWarning
 from xrfsr_dask.model.data import map_scale
 from xrfsr_dask.model.rdn import RDN
 
-__all__ = ["DEFAULT_QUANTILE", "predict", "resolve_device", "run_maps"]
+__all__ = ["DEFAULT_QUANTILE", "predict", "resolve_device", "run_maps", "warn_if_small"]
 
 DEFAULT_QUANTILE = 0.999
 """Normalisation quantile of a network whose card does not name one."""
@@ -149,15 +149,20 @@ def predict(
     if min(tile, halo + 1, batch_size) < 1:
         raise ValueError(f"tile and batch_size must be >= 1 and halo >= 0; got {tile}, {batch_size}, {halo}.")
     array = array.astype(np.float32, copy=False)
-    field = 2 * model.config.receptive_radius + 1
-    if min(array.shape[-2:]) < field:
-        warnings.warn(
-            f"the maps ({array.shape[-2]} x {array.shape[-1]} px) are smaller than the network's receptive "
-            f"field ({field} px); pixels near the border see zero padding, not data.",
-            XrfsrWarning, stacklevel=2,
-        )
+    warn_if_small(model, array.shape, stacklevel=3)
     return run_maps(model, array, scale=scale, tile=tile, halo=halo, batch_size=batch_size,
                     device=device, precision=precision, nan=nan)
+
+
+def warn_if_small(model: RDN, shape: tuple[int, ...], *, stacklevel: int) -> None:
+    """Warn when maps of this ``(..., y, x)`` shape are smaller than the network's receptive field."""
+    field = 2 * model.config.receptive_radius + 1
+    if min(shape[-2:]) < field:
+        warnings.warn(
+            f"the maps ({shape[-2]} x {shape[-1]} px) are smaller than the network's receptive "
+            f"field ({field} px); pixels near the border see zero padding, not data.",
+            XrfsrWarning, stacklevel=stacklevel,
+        )
 
 
 def run_maps(
