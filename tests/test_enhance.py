@@ -203,3 +203,23 @@ def test_cli_enhance_s3_to_s3(lr_series, tiny_path, s3_bucket):
     assert result.exit_code == 0, result.output
     out = xs.open_xrf(f"{prefix}/hr.zarr", storage_options=options)
     assert out.shape == (2, 2, 240, 200) and xs.store_status(f"{prefix}/hr.zarr", storage_options=options).complete
+
+
+def test_maps_thinner_than_the_halo_are_one_chunk(tiny_path):
+    maps = xs.xrf_maps(np.full((1, 10, 64), 50.0, np.float32), elements=["Ni_K"], step_nm=50.0)
+    with pytest.warns(XrfsrWarning) as caught:
+        out = enhance(maps.chunk(y=4, x=32), tiny_path)
+    messages = [str(w.message) for w in caught]
+    assert any("receptive field" in m for m in messages) and any("((10,))" in m for m in messages)
+    with pytest.warns(XrfsrWarning, match="receptive field"):
+        whole = predict(load_model(tiny_path), maps.values, device="cpu", tile=1024)
+    np.testing.assert_allclose(out.values, whole, rtol=1e-5)
+
+
+def test_options_are_checked_when_the_graph_is_built(lr_series, tiny_path):
+    with pytest.raises(ValueError, match="nan must be 'raise' or 'mask'; got 'rasie'"):
+        enhance(lr_series, tiny_path, nan="rasie")
+    with pytest.raises(ValueError, match="precision must be"):
+        enhance(lr_series, tiny_path, precision="fp16")
+    with pytest.raises(ValueError, match="device='gpu' is not a torch device"):
+        enhance(lr_series, tiny_path, device="gpu")

@@ -1,4 +1,6 @@
-"""The ``xrfsr`` command line: ``info``, ``ingest``, ``phantom``, ``simulate``, ``probe``, ``fsc``, ``train``, ``enhance``, ``demo``.
+"""The ``xrfsr`` command line.
+
+Commands: ``info``, ``ingest``, ``phantom``, ``simulate``, ``probe``, ``fsc``, ``train``, ``enhance``, ``demo``.
 
 Errors of the library (:class:`~xrfsr_dask.errors.XrfsrError`) and invalid
 values it refuses (:class:`ValueError`, whose messages name the argument and
@@ -382,7 +384,7 @@ def enhance(
     tile: Annotated[int, typer.Option(help="Largest tile core in LR pixels inside a chunk.")] = 512,
     batch_size: Annotated[int, typer.Option(help="Tiles per network call.")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    cluster: Annotated[str, typer.Option(help="none (threads here), local (new local cluster) or an address.")] = "none",
+    cluster: Annotated[str, typer.Option(help="none (threads here), local (new cluster) or an address.")] = "none",
     resume: Annotated[bool, typer.Option(help="Finish an interrupted run: compute only missing chunks.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing destination.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,

@@ -49,8 +49,10 @@ def get_client(
     address
         Scheduler address (``tcp://host:8786``) of a running cluster to join.
     n_workers, threads_per_worker, memory_limit
-        For a new CPU cluster; by default one worker per two cores with two
-        threads each (torch uses the threads inside a task as well).
+        For a new CPU cluster; by default one single-threaded worker process
+        per core. Worker processes run torch with one thread each (the
+        nanny sets ``OMP_NUM_THREADS=1``) and one network call at a time,
+        so one worker per core keeps every core busy.
     cluster_options
         Passed on to the cluster class.
 
@@ -84,7 +86,7 @@ def get_client(
             cluster = LocalCUDACluster(resources={"GPU": 1}, memory_limit=memory_limit, **cluster_options)
         return Client(cluster)
     cores = os.cpu_count() or 1
-    threads = threads_per_worker or min(2, cores)
+    threads = threads_per_worker or 1
     workers = n_workers or max(1, cores // threads)
     cluster = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
                            memory_limit=memory_limit, **cluster_options)

@@ -35,6 +35,7 @@ from typing import Any, Literal
 import dask
 import dask.array as dsa
 import numpy as np
+import torch
 import xarray as xr
 from dask.array.overlap import ensure_minimum_chunksize
 
@@ -93,18 +94,23 @@ def _enhance_block(block: np.ndarray, scales: np.ndarray, *, spec: Any, depth: t
 
 
 def _check_chunks(data: dsa.Array, halo: int) -> dsa.Array:
-    """Merge, with a warning, spatial chunks smaller than the halo into their neighbours."""
+    """Merge, with a warning, spatial chunks smaller than the halo into their neighbours.
+
+    An axis shorter than the halo becomes one chunk (it has no neighbours to
+    overlap with).
+    """
     chunks = list(data.chunks)
     for axis, name in ((-2, "y"), (-1, "x")):
         sizes = data.chunks[axis]
-        merged = ensure_minimum_chunksize(halo, sizes) if len(sizes) > 1 and min(sizes) < halo else sizes
-        if merged != sizes:
-            warnings.warn(
-                f"chunks along {name} ({sizes}) include some smaller than halo={halo}; merging them into "
-                f"their neighbours ({merged}). Choose chunks of at least the halo to avoid the rechunk.",
-                XrfsrWarning, stacklevel=3,
-            )
-            chunks[axis] = merged
+        if len(sizes) == 1 or min(sizes) >= halo:
+            continue
+        merged = (sum(sizes),) if sum(sizes) < 2 * halo else ensure_minimum_chunksize(halo, sizes)
+        warnings.warn(
+            f"chunks along {name} ({sizes}) include some smaller than halo={halo}; merging them into "
+            f"their neighbours ({merged}). Choose chunks of at least the halo to avoid the rechunk.",
+            XrfsrWarning, stacklevel=3,
+        )
+        chunks[axis] = merged
     return data.rechunk(tuple(chunks)) if chunks != list(data.chunks) else data
 
 
@@ -189,6 +195,15 @@ def enhance(
     if halo < 0 or tile < 1 or batch_size < 1:
         raise ValueError(f"halo must be >= 0 and tile, batch_size >= 1; got halo={halo}, tile={tile}, "
                          f"batch_size={batch_size}.")
+    if nan not in ("raise", "mask"):
+        raise ValueError(f"nan must be 'raise' or 'mask'; got {nan!r}.")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16'; got {precision!r}.")
+    if str(device) != "auto":
+        try:
+            torch.device(device)
+        except RuntimeError as err:
+            raise ValueError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda[:N]'.") from err
     net, spec = _model(model)
     s = net.config.scale
     if scale is not None and scale != s:
@@ -204,7 +219,9 @@ def enhance(
         data = data.astype(np.float32)
     warn_if_small(net, data.shape, stacklevel=3)
     data = _check_chunks(data, halo)
-    depth = {data.ndim - 2: halo, data.ndim - 1: halo}
+    # No overlap along an axis that is one chunk: there is no neighbour to borrow from.
+    depth = {data.ndim + axis: halo if data.numblocks[axis] > 1 else 0 for axis in (-2, -1)}
+    trim = (depth[data.ndim - 2], depth[data.ndim - 1])
     quantile = net.card.get("normalisation", {}).get("quantile", 0.999)
     scales = _map_scales(data, quantile)
     overlapped = dsa.overlap.overlap(data, depth=depth, boundary="none")
@@ -215,7 +232,7 @@ def enhance(
     with dask.annotate(**annotations):
         result = dsa.map_blocks(
             _enhance_block, overlapped, scales[(..., None, None)], chunks=out_chunks, dtype=np.float32,
-            meta=np.empty((0,) * data.ndim, np.float32), spec=spec, depth=(halo, halo),
+            meta=np.empty((0,) * data.ndim, np.float32), spec=spec, depth=trim,
             nblocks=data.numblocks[-2:], tile=tile, halo=halo, batch_size=batch_size, device=device,
             precision=precision, nan=nan,
         )
@@ -249,8 +266,10 @@ def enhance_to_zarr(
 ) -> WriteSummary:
     """Enhance a store (or lazy DataArray) into a new zarr v3 store, chunk by chunk.
 
-    Each output chunk is the enhancement of one input chunk (``scale`` times
-    larger per side), written as soon as it is computed. The destination is
+    With regular input chunks (all equal but the last), each output chunk
+    is the enhancement of one input chunk (``scale`` times larger per side),
+    written as soon as it is computed; irregular chunks are regrouped to the
+    first chunk's size on writing. The destination is
     marked complete only after every chunk has landed; after an
     interruption, ``resume=True`` computes only the chunks that are missing
     and gives the same bytes as an uninterrupted run.

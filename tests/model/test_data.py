@@ -48,10 +48,14 @@ def test_settings_are_checked_and_round_trip():
     with pytest.raises(ValueError, match="steps_nm contains 25.0 nm.*multiples of 10.0 nm"):
         DataSettings(steps_nm=(25.0,))
     assert DataSettings.from_dict(SMALL.to_dict()) == SMALL
+    with pytest.raises(ValueError, match="patch=48 LR pixels does not fit.*42 LR pixels"):
+        DataSettings(patch=48)
     with pytest.raises(ValueError, match="split must be one of"):
         PairSource(SMALL, "holdout")
 
 
-def test_map_scale_is_the_quantile_and_one_for_empty_maps():
+def test_map_scale_is_the_quantile_of_finite_values_and_one_for_empty_maps():
     maps = np.stack([np.arange(100.0).reshape(10, 10), np.zeros((10, 10))])
     np.testing.assert_allclose(map_scale(maps, 0.5), [49.5, 1.0])
+    maps[0, 0, :3] = [np.inf, -np.inf, np.nan]
+    np.testing.assert_allclose(map_scale(maps[:1], 0.5), [np.quantile(np.arange(3.0, 100.0), 0.5)])

@@ -98,3 +98,24 @@ def _bundled_files():
 
     folder = importlib.resources.files("xrfsr_dask.model") / "weights"
     return [p for p in folder.iterdir() if p.name.startswith(DEFAULT_MODEL)]
+
+
+def test_saving_a_loaded_model_under_a_new_name_renames_it(tmp_path):
+    net = load_model()
+    path = save_model(net, tmp_path / "rdn-v1.2")
+    assert path.name == "rdn-v1.2.safetensors"
+    again = load_model(tmp_path / "rdn-v1.2")
+    assert again.card["name"] == "rdn-v1.2" and again.card["metrics"] == net.card["metrics"]
+
+
+def test_unreadable_weights_and_bad_normalisation_are_card_errors(saved):
+    _, path = saved
+    card_path = path.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card_path.write_text(json.dumps({**card, "normalisation": {"method": "quantile-scale", "quantile": 99.9}}))
+    with pytest.raises(ModelCardError, match="0 < q <= 1; got"):
+        load_model(path)
+    card_path.write_text(json.dumps({k: v for k, v in card.items() if k != "weights_sha256"}))
+    path.write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelCardError, match="not a readable safetensors file"):
+        load_model(path)

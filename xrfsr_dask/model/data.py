@@ -41,6 +41,7 @@ def map_scale(lr: np.ndarray, quantile: float) -> np.ndarray:
     through unscaled.
     """
     flat = lr.reshape(*lr.shape[:-2], -1)
+    flat = np.where(np.isfinite(flat), flat, np.nan)
     with np.errstate(all="ignore"):
         scale = np.nanquantile(flat, quantile, axis=-1) if flat.shape[-1] else np.ones(flat.shape[:-1])
     scale = np.asarray(scale, dtype=np.float64)
@@ -113,6 +114,13 @@ class DataSettings:
                 )
         if self.patch < 4:
             raise ValueError(f"patch must be at least 4 LR pixels; got {self.patch}.")
+        fits = int(min(self.phantom_shape) * self.hr_pixel_nm // max(self.steps_nm))
+        if self.patch > fits:
+            raise ValueError(
+                f"patch={self.patch} LR pixels does not fit a scan of the phantoms: "
+                f"{min(self.phantom_shape)} px x {self.hr_pixel_nm} nm at a {max(self.steps_nm)} nm step is "
+                f"{fits} LR pixels; use a smaller patch or larger phantom_shape."
+            )
         if not 0 < self.quantile <= 1:
             raise ValueError(f"quantile must be in (0, 1]; got {self.quantile}.")
 

@@ -3,7 +3,9 @@
 One training run lives in one folder:
 
 - ``settings.json``: everything that decides the result (architecture,
-  optimiser, data settings, seed); a resumed run must match it;
+  optimiser, data settings, seed) except user images passed to
+  :func:`train`, which the caller must pass again; a resumed run must
+  match it;
 - ``checkpoint.pt``: network, optimiser and schedule after the last finished
   epoch, replaced atomically at the end of every epoch;
 - ``log.csv``: ``epoch,train,validation,test,learning_rate,seconds`` — the
@@ -98,11 +100,21 @@ class TrainSettings:
         return cls(**{**values, "data": DataSettings.from_dict(values["data"])})
 
     def command(self, out: str | os.PathLike) -> str:
-        """The ``xrfsr train`` command line that repeats this run."""
-        d, default = self.data, DataSettings()
+        """The command that repeats this run.
+
+        The ``xrfsr train`` command line when every setting is one the CLI
+        has; otherwise the Python call that reads the settings back from
+        the card (``training.settings``), which holds all of them.
+        """
+        d = self.data
+        cli_data = DataSettings(scale=d.scale, train_seeds=d.train_seeds, patch=d.patch)
+        if d != cli_data or self.final_learning_rate != TrainSettings.final_learning_rate:
+            return (f"xrfsr_dask.model.train({os.fspath(out)!r}, "
+                    "TrainSettings.from_dict(card['training']['settings']))")
         words = [f"xrfsr train {os.fspath(out)} --preset {self.preset} --scale {d.scale}",
                  f"--epochs {self.epochs} --steps-per-epoch {self.steps_per_epoch}",
-                 f"--batch-size {self.batch_size} --learning-rate {self.learning_rate:g} --seed {self.seed}"]
+                 f"--batch-size {self.batch_size} --learning-rate {self.learning_rate!r} --seed {self.seed}"]
+        default = DataSettings()
         for flag, attr in (("--train-phantoms", "train_seeds"), ("--patch", "patch")):
             if getattr(d, attr) != getattr(default, attr):
                 words.append(f"{flag} {getattr(d, attr)}")
@@ -274,12 +286,14 @@ def train(
             "test": evaluate(model, test, device=str(dev))["l1"],
             "learning_rate": schedule.get_last_lr()[0], "seconds": round(time.perf_counter() - started, 2),
         }
+        # The log row first: a row without its checkpoint is dropped on resume
+        # (and the epoch redone), a checkpoint without its row would leave a gap.
+        log.append(row)
+        _write_log(out / "log.csv", log)
         tmp = checkpoint.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
                     "schedule": schedule.state_dict(), "epoch": epoch}, tmp)
         os.replace(tmp, checkpoint)
-        log.append(row)
-        _write_log(out / "log.csv", log)
         bar.update()
         bar.set_postfix(train=f"{row['train']:.4f}", validation=f"{row['validation']:.4f}")
     bar.close()

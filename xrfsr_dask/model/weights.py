@@ -76,20 +76,21 @@ def save_model(model: RDN, path: str | os.PathLike, *, card: dict[str, Any] | No
     pathlib.Path
         The safetensors file.
     """
-    weights = Path(path).with_suffix(".safetensors")
-    card_path = weights.with_suffix(".json")
+    text = os.fspath(path)
+    base = text[: -len(".safetensors")] if text.endswith(".safetensors") else text
+    weights, card_path = Path(f"{base}.safetensors"), Path(f"{base}.json")
     for target in (weights, card_path):
         if target.exists() and not overwrite:
             raise StoreExistsError(f"{target} exists; pass overwrite=True to replace it.")
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
     blob = save_tensors(state, metadata={"format": CARD_FORMAT})
     full = {
+        **model.card,
+        "name": Path(base).name,
+        **(card or {}),
         "format": CARD_FORMAT,
-        "name": weights.stem,
         "library_version": __version__,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        **model.card,
-        **(card or {}),
         "architecture": dataclasses.asdict(model.config),
         "parameters": model.n_parameters,
         "weights_sha256": hashlib.sha256(blob).hexdigest(),
@@ -175,8 +176,17 @@ def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL) -> RDN:
         config = RDNConfig(**card["architecture"])
     except (KeyError, TypeError, ValueError) as err:
         raise ModelCardError(f"the card {card_url} has no valid 'architecture': {err}") from err
+    quantile = card.get("normalisation", {}).get("quantile") if isinstance(card.get("normalisation"), dict) else None
+    if not (isinstance(quantile, (int, float)) and 0 < quantile <= 1):
+        raise ModelCardError(
+            f"the card {card_url} needs 'normalisation': {{'method': 'quantile-scale', 'quantile': q}} with "
+            f"0 < q <= 1; got {card.get('normalisation')!r}."
+        )
     model = RDN(config)
-    state = load_tensors(blob)
+    try:
+        state = load_tensors(blob)
+    except Exception as err:  # safetensors raises its own error type for any malformed file
+        raise ModelCardError(f"{weights_url} is not a readable safetensors file: {err}") from err
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
