@@ -96,7 +96,7 @@ def test_bundled_model_reproduces_its_card_on_the_test_set():
 def _bundled_files():
     import importlib.resources
 
-    folder = importlib.resources.files("xrfsr_dask.model") / "weights"
+    folder = importlib.resources.files("xrfsr_dask.model") / "bundled"
     return [p for p in folder.iterdir() if p.name.startswith(DEFAULT_MODEL)]
 
 

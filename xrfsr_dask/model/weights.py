@@ -49,9 +49,14 @@ class ModelCardError(XrfsrError, ValueError):
     """A model card is missing, malformed, or does not match its weights."""
 
 
+def _bundled() -> Any:
+    """The package-data folder holding the bundled models."""
+    return importlib.resources.files(_PACKAGE) / "bundled"
+
+
 def bundled_models() -> list[str]:
     """Names of the models shipped with the package."""
-    folder = importlib.resources.files(_PACKAGE) / "weights"
+    folder = _bundled()
     return sorted(p.name[: -len(".safetensors")] for p in folder.iterdir() if p.name.endswith(".safetensors"))
 
 
@@ -117,7 +122,7 @@ def _read(url: str) -> bytes:
 def _locate(name_or_path: str | os.PathLike) -> tuple[str, str]:
     text = os.fspath(name_or_path)
     if text in bundled_models():
-        folder = importlib.resources.files(_PACKAGE) / "weights"
+        folder = _bundled()
         return str(folder / f"{text}.safetensors"), str(folder / f"{text}.json")
     base = text[: -len(".safetensors")] if text.endswith(".safetensors") else text
     if "://" not in base and not Path(f"{base}.safetensors").exists():
