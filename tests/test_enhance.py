@@ -223,3 +223,35 @@ def test_options_are_checked_when_the_graph_is_built(lr_series, tiny_path):
         enhance(lr_series, tiny_path, precision="fp16")
     with pytest.raises(ValueError, match="device='gpu' is not a torch device"):
         enhance(lr_series, tiny_path, device="gpu")
+
+
+def test_a_killed_worker_costs_time_not_data(lr_series, tiny_path, tmp_path):
+    import os
+    import signal
+    import threading
+    import time
+
+    from distributed import Client, LocalCluster
+
+    src = str(tmp_path / "lr.zarr")
+    series = xs.xrf_maps(np.concatenate([lr_series.values] * 4, axis=1), elements=["Ni_K", "Mo_L"],
+                         angles=np.arange(8.0), step_nm=40.0)
+    xs.save(series, src, chunks={"y": 40, "x": 50}, progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        reference = str(tmp_path / "ref.zarr")
+        enhance_to_zarr(src, reference, tiny_path, progress=False)
+        target = str(tmp_path / "disturbed.zarr")
+        job = threading.Thread(target=enhance_to_zarr, args=(src, target, tiny_path), kwargs={"progress": False})
+        job.start()
+        deadline = time.monotonic() + 60
+        while xs.store_status(target).chunks_written < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        victim = next(iter(client.run(os.getpid).values()))
+        written = xs.store_status(target).chunks_written
+        assert job.is_alive() and 4 <= written < xs.store_status(reference).chunks_written
+        os.kill(victim, signal.SIGKILL)
+        job.join(timeout=120)
+        assert not job.is_alive()
+    assert xs.store_status(target).complete
+    assert _chunk_bytes(target) == _chunk_bytes(reference)
