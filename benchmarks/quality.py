@@ -41,11 +41,11 @@ import numpy as np
 import torch
 import xarray as xr
 from skimage.restoration import richardson_lucy
-from torch.nn import functional
 
 from xrfsr_dask import frc, nmc_particle, psnr, simulate_scan, ssim, xrf_maps
 from xrfsr_dask.model import load_model, predict
 from xrfsr_dask.model.data import SPLIT_OFFSETS, _binned
+from xrfsr_dask.model.rdn import upsample_bicubic
 from xrfsr_dask.simulate import probe_kernel
 
 SETTINGS = {"FZP-like": {"probe_nm": 60.0, "step_nm": 50.0}, "MLL-like": {"probe_nm": 25.0, "step_nm": 30.0}}
@@ -56,7 +56,7 @@ RL_ITERATIONS = (5, 10, 20, 40, 80, 160, 320)
 
 def _bicubic(maps: np.ndarray, scale: int) -> np.ndarray:
     tensor = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None]
-    return functional.interpolate(tensor, scale_factor=scale, mode="bicubic", align_corners=False)[:, 0].numpy()
+    return upsample_bicubic(tensor, scale)[:, 0].numpy()
 
 
 def _richardson_lucy(lr: np.ndarray, kernel: np.ndarray, truth: np.ndarray, scale: int) -> tuple[np.ndarray, int]:

@@ -39,10 +39,11 @@ import torch
 import xarray as xr
 from dask.array.overlap import ensure_minimum_chunksize
 
+from xrfsr_dask._grid import coord_grid
 from xrfsr_dask.errors import SchemaError, XrfsrWarning
 from xrfsr_dask.io.store import DEFAULT_CHUNKS, WriteSummary, open_xrf, save
 from xrfsr_dask.model import DEFAULT_MODEL, RDN, load_model, map_scale
-from xrfsr_dask.model.infer import run_maps, warn_if_small
+from xrfsr_dask.model.infer import check_options, run_maps, warn_if_small
 from xrfsr_dask.schema import add_provenance, kind_of, validate
 
 __all__ = ["EXACT_QUANTILE_PIXELS", "enhance", "enhance_to_zarr"]
@@ -115,11 +116,11 @@ def _check_chunks(data: dsa.Array, halo: int) -> dsa.Array:
 
 
 def _hr_coord(lr: xr.DataArray, dim: str, scale: int) -> np.ndarray:
-    values = np.asarray(lr[dim].values, dtype=np.float64)
-    step = float(values[1] - values[0]) if values.size > 1 else float(lr.attrs["step_nm"][dim == "x"])
+    """Centres of the output pixels along ``dim``: each LR pixel split into ``scale`` about its extent."""
+    grid = coord_grid(lr, dim, name="counts", purpose="enhance places output pixels")
+    origin, step = grid or (float(lr[dim].values[0]), float(lr.attrs["step_nm"][dim == "x"]))
     fine = step / scale
-    first = values[0] - step / 2 + fine / 2
-    return first + fine * np.arange(values.size * scale)
+    return origin - step / 2 + fine / 2 + fine * np.arange(lr.sizes[dim] * scale)
 
 
 def enhance(
@@ -192,13 +193,7 @@ def enhance(
     if kind not in ("maps", "series"):
         raise SchemaError(f"enhance takes maps or a projection series; got a {kind}. Enhance projections "
                           "before reconstructing.")
-    if halo < 0 or tile < 1 or batch_size < 1:
-        raise ValueError(f"halo must be >= 0 and tile, batch_size >= 1; got halo={halo}, tile={tile}, "
-                         f"batch_size={batch_size}.")
-    if nan not in ("raise", "mask"):
-        raise ValueError(f"nan must be 'raise' or 'mask'; got {nan!r}.")
-    if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16'; got {precision!r}.")
+    check_options(tile=tile, halo=halo, batch_size=batch_size, nan=nan, precision=precision)
     if str(device) != "auto":
         try:
             torch.device(device)

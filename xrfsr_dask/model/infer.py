@@ -24,7 +24,7 @@ from xrfsr_dask.errors import NonFiniteCountsError, XrfsrWarning
 from xrfsr_dask.model.data import map_scale
 from xrfsr_dask.model.rdn import RDN
 
-__all__ = ["DEFAULT_QUANTILE", "predict", "resolve_device", "run_maps", "warn_if_small"]
+__all__ = ["DEFAULT_QUANTILE", "check_options", "predict", "resolve_device", "run_maps", "warn_if_small"]
 
 DEFAULT_QUANTILE = 0.999
 """Normalisation quantile of a network whose card does not name one."""
@@ -144,14 +144,22 @@ def predict(
         raise ValueError(f"lr must have dims (..., y, x); got an array of shape {array.shape}.")
     if array.dtype.kind not in "fiub":
         raise TypeError(f"lr must hold numbers; got dtype {array.dtype}.")
-    if nan not in ("raise", "mask"):
-        raise ValueError(f"nan must be 'raise' or 'mask'; got {nan!r}.")
-    if min(tile, halo + 1, batch_size) < 1:
-        raise ValueError(f"tile and batch_size must be >= 1 and halo >= 0; got {tile}, {batch_size}, {halo}.")
+    check_options(tile=tile, halo=halo, batch_size=batch_size, nan=nan, precision=precision)
     array = array.astype(np.float32, copy=False)
     warn_if_small(model, array.shape, stacklevel=3)
     return run_maps(model, array, scale=scale, tile=tile, halo=halo, batch_size=batch_size,
                     device=device, precision=precision, nan=nan)
+
+
+def check_options(*, tile: int, halo: int, batch_size: int, nan: str, precision: str) -> None:
+    """Refuse tiling, NaN and precision options that :func:`run_maps` cannot honour, naming them."""
+    if halo < 0 or tile < 1 or batch_size < 1:
+        raise ValueError(f"halo must be >= 0 and tile, batch_size >= 1; got halo={halo}, tile={tile}, "
+                         f"batch_size={batch_size}.")
+    if nan not in ("raise", "mask"):
+        raise ValueError(f"nan must be 'raise' or 'mask'; got {nan!r}.")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16'; got {precision!r}.")
 
 
 def warn_if_small(model: RDN, shape: tuple[int, ...], *, stacklevel: int) -> None:

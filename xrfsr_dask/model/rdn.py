@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-__all__ = ["PRESETS", "RDN", "RDNConfig", "build_rdn"]
+__all__ = ["PRESETS", "RDN", "RDNConfig", "build_rdn", "upsample_bicubic"]
 
 SCALES = (1, 2, 3, 4)
 
@@ -85,6 +85,17 @@ PRESETS: dict[str, RDNConfig] = {
 """Named architectures: ``paper`` (about 22 M parameters at scale 2, as in
 Zhang et al. and Wu et al.), ``small`` (trains in minutes on two CPU cores;
 the bundled model) and ``tiny`` (for tests)."""
+
+
+def upsample_bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """``(N, C, H, W)`` interpolated bicubically onto the grid ``scale`` times finer (itself for 1).
+
+    ``align_corners=False``: LR pixel ``k`` covers output pixels
+    ``[k·scale, (k+1)·scale)``, the grid convention of the whole library.
+    """
+    if scale == 1:
+        return x
+    return functional.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
 
 
 def _conv(c_in: int, c_out: int, kernel: int = 3) -> nn.Conv2d:
@@ -160,9 +171,7 @@ class RDN(nn.Module):
         h = self.fuse(torch.cat(outputs, 1)) + first
         out = self.output(self.upsample(h))
         if self.config.image_skip:
-            scale = self.config.scale
-            out = out + (x if scale == 1 else functional.interpolate(
-                x, scale_factor=scale, mode="bicubic", align_corners=False))
+            out = out + upsample_bicubic(x, self.config.scale)
         return out
 
     @property

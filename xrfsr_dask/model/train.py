@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from xrfsr_dask.errors import StoreExistsError, StoreMismatchError
 from xrfsr_dask.model.data import DataSettings, PairSource
 from xrfsr_dask.model.infer import resolve_device
-from xrfsr_dask.model.rdn import PRESETS, RDN, build_rdn
+from xrfsr_dask.model.rdn import PRESETS, RDN, build_rdn, upsample_bicubic
 from xrfsr_dask.model.weights import load_model, save_model
 
 __all__ = ["TrainSettings", "evaluate", "fixed_pairs", "train"]
@@ -143,9 +143,7 @@ def evaluate(model: RDN, pairs: tuple[np.ndarray, np.ndarray], *, device: str = 
         for start in range(0, len(lr), batch_size):
             outputs.append(model(torch.from_numpy(lr[start:start + batch_size]).to(dev)).float().cpu())
     out = torch.cat(outputs).numpy()
-    scale = model.config.scale
-    bicubic = functional.interpolate(torch.from_numpy(lr), scale_factor=scale, mode="bicubic",
-                                     align_corners=False).numpy() if scale > 1 else lr
+    bicubic = upsample_bicubic(torch.from_numpy(lr), model.config.scale).numpy()
     return {
         "l1": float(np.abs(out - truth).mean()),
         "psnr_db": float(-10 * np.log10(np.mean((out - truth) ** 2))),

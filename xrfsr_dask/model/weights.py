@@ -49,6 +49,12 @@ class ModelCardError(XrfsrError, ValueError):
     """A model card is missing, malformed, or does not match its weights."""
 
 
+def _stem(path: str | os.PathLike) -> str:
+    """``path`` without a ``.safetensors`` suffix (other dots, as in ``rdn-v1.2``, are kept)."""
+    text = os.fspath(path)
+    return text[: -len(".safetensors")] if text.endswith(".safetensors") else text
+
+
 def _bundled() -> Any:
     """The package-data folder holding the bundled models."""
     return importlib.resources.files(_PACKAGE) / "bundled"
@@ -81,8 +87,7 @@ def save_model(model: RDN, path: str | os.PathLike, *, card: dict[str, Any] | No
     pathlib.Path
         The safetensors file.
     """
-    text = os.fspath(path)
-    base = text[: -len(".safetensors")] if text.endswith(".safetensors") else text
+    base = _stem(path)
     weights, card_path = Path(f"{base}.safetensors"), Path(f"{base}.json")
     for target in (weights, card_path):
         if target.exists() and not overwrite:
@@ -124,7 +129,7 @@ def _locate(name_or_path: str | os.PathLike) -> tuple[str, str]:
     if text in bundled_models():
         folder = _bundled()
         return str(folder / f"{text}.safetensors"), str(folder / f"{text}.json")
-    base = text[: -len(".safetensors")] if text.endswith(".safetensors") else text
+    base = _stem(text)
     if "://" not in base and not Path(f"{base}.safetensors").exists():
         raise SourceNotFoundError(
             f"{text!r} is neither a bundled model ({', '.join(bundled_models())}) nor an existing "
