@@ -4,8 +4,10 @@ The projection series ``(element, angle, y, x)`` is parallel beam with the
 rotation axis along ``y``; slices are reconstructed independently, in dask
 tasks over blocks of sinogram rows, by one of several backends behind one
 interface: a gridrec-class NUFFT filtered back-projection (FINUFFT on the
-CPU, cuFINUFFT on a GPU), ASTRA Toolbox, TomoPy (when importable) and a
-built-in PyTorch path with FBP, SIRT and MLEM.
+CPU, cuFINUFFT on a GPU), ASTRA Toolbox, and a built-in PyTorch path with
+FBP, SIRT and MLEM. TomoPy is a peer in the benchmark, not a backend: its
+gridrec image sits half a pixel off the rotation axis with a scale that
+depends on its internal padding.
 """
 
 from xrfsr_dask.tomo._backends import ALGORITHMS, BACKENDS, available_backends

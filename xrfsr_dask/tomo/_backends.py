@@ -12,28 +12,27 @@ from typing import Literal
 
 import numpy as np
 
-from xrfsr_dask.tomo import _astra, _nufft, _tomopy
+from xrfsr_dask.tomo import _astra, _nufft
 
 __all__ = ["ALGORITHMS", "BACKENDS", "Algorithm", "BackendName", "available_backends", "choose", "run"]
 
 Algorithm = Literal["fbp", "sirt", "mlem", "cgls"]
-BackendName = Literal["auto", "nufft", "astra", "tomopy", "torch"]
+BackendName = Literal["auto", "nufft", "astra", "torch"]
 
 ALGORITHMS: tuple[str, ...] = ("fbp", "sirt", "mlem", "cgls")
-BACKENDS: tuple[str, ...] = ("nufft", "astra", "tomopy", "torch")
+BACKENDS: tuple[str, ...] = ("nufft", "astra", "torch")
 
 _SUPPORTS = {
     "nufft": ("fbp",),
     "astra": ("fbp", "sirt", "cgls", "mlem"),
-    "tomopy": ("fbp", "sirt", "mlem"),
     "torch": ("fbp", "sirt", "mlem"),
 }
 
 # Fastest first, as measured by benchmarks/tomo.py on the CPU here.
 _PREFERENCE = {
-    "fbp": ("nufft", "tomopy", "torch", "astra"),
-    "sirt": ("tomopy", "astra", "torch"),
-    "mlem": ("tomopy", "torch", "astra"),
+    "fbp": ("nufft", "torch", "astra"),
+    "sirt": ("astra", "torch"),
+    "mlem": ("torch", "astra"),
     "cgls": ("astra",),
 }
 
@@ -45,8 +44,6 @@ def _why_not(name: str, algorithm: str, device: str) -> str | None:
         return _nufft.available(device)
     if name == "astra":
         return _astra.available(device, algorithm)
-    if name == "tomopy":
-        return _tomopy.available(device)
     if device == "cuda":
         import torch
 
@@ -69,6 +66,13 @@ def choose(backend: str, algorithm: str, device: str) -> str:
     """The backend to run: ``backend`` itself, checked, or the fastest available for ``auto``."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm={algorithm!r} is not one of {ALGORITHMS}.")
+    if backend == "tomopy":
+        raise ValueError(
+            "backend='tomopy' is not offered: TomoPy's gridrec puts its image half a pixel off the "
+            "rotation axis and scales it by a factor that depends on its internal padding, so its "
+            f"volumes would not be in counts per voxel on this library's grid. Use one of {BACKENDS}; "
+            "benchmarks/tomo.py runs TomoPy beside them as a peer."
+        )
     if backend != "auto" and backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {('auto', *BACKENDS)}.")
     status = available_backends(algorithm, device)
@@ -113,10 +117,6 @@ def run(
         return _astra.reconstruct(
             sino, theta_deg, center=center, n=n, algorithm=algorithm, iterations=iterations,
             filter_name=filter_name, device=device,
-        )
-    if name == "tomopy":
-        return _tomopy.reconstruct(
-            sino, theta_deg, center=center, n=n, algorithm=algorithm, iterations=iterations, filter_name=filter_name
         )
     import torch
 

@@ -116,8 +116,8 @@ def reconstruct(
         backend), ``"sirt"``, ``"mlem"`` (maximum likelihood for Poisson
         counts) or ``"cgls"`` (ASTRA only).
     backend
-        ``"nufft"`` (FINUFFT / cuFINUFFT), ``"astra"``, ``"tomopy"``,
-        ``"torch"``, or ``"auto"``: the fastest installed backend that has
+        ``"nufft"`` (FINUFFT / cuFINUFFT), ``"astra"``, ``"torch"``, or
+        ``"auto"``: the fastest installed backend that has
         ``algorithm`` (:func:`~xrfsr_dask.tomo.available_backends` lists them).
     center
         Detector position of the rotation axis in pixels (0-based, may be
@@ -171,10 +171,12 @@ def reconstruct(
         )
     if filter_name not in FILTERS:
         raise ValueError(f"filter_name={filter_name!r} is not one of {FILTERS}.")
+    if algorithm not in _backends.ALGORITHMS:
+        raise ValueError(f"algorithm={algorithm!r} is not one of {_backends.ALGORITHMS}.")
     if algorithm == "fbp" and iterations is not None:
         raise ValueError("iterations applies to 'sirt', 'mlem' and 'cgls'; filtered back-projection has none.")
     if algorithm != "fbp":
-        iterations = DEFAULT_ITERATIONS.get(algorithm, 0) if iterations is None else int(iterations)
+        iterations = DEFAULT_ITERATIONS[algorithm] if iterations is None else int(iterations)
         if iterations < 1:
             raise ValueError(f"iterations must be at least 1; got {iterations}.")
     device = _device(device)
