@@ -80,7 +80,7 @@ def _shifted(images: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     out = np.empty_like(images)
     for index in np.ndindex(images.shape[:-3]):
         for a in range(images.shape[-3]):
-            out[index + (a,)] = ndimage.shift(images[index + (a,)], -shifts[a], order=1, mode="nearest")
+            out[index + (a,)] = ndimage.shift(images[index + (a,)], -shifts[a], order=3, mode="nearest")
     return out
 
 
@@ -153,7 +153,7 @@ def align(
     if isinstance(center, RotationCenter):
         center = center.pixel
     center = (n_det - 1) / 2 if center is None else float(center)
-    reference = series.sel(element=element) if element is not None else series.sum("element")
+    reference = series.sel(element=element) if element is not None else series.sum("element", skipna=False)
     images = np.asarray(reference.values, dtype=np.float32)
     if not np.isfinite(images).all():
         raise ValueError("align needs finite counts; fill NaN first: xrfsr_dask.tomo.normalize(series, nan='interpolate').")

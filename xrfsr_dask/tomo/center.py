@@ -21,6 +21,7 @@ https://doi.org/10.1364/OL.33.000156.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -84,12 +85,11 @@ def _from_pairs(images: np.ndarray, pairs: list[tuple[int, int]]) -> tuple[float
     return median, float(np.median(np.abs(centres - median)))
 
 
-def _sharpness(sino: np.ndarray, theta: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    n_det = sino.shape[-1]
+def _sharpness(sino: np.ndarray, theta: np.ndarray, candidates: np.ndarray, n: int) -> np.ndarray:
     total = max(float(np.abs(sino).sum()), 1e-30)
     scores = []
     for centre in candidates:
-        slices = _nufft.fbp(sino, theta, center=float(centre), n=n_det, filter_name="shepp-logan")
+        slices = _nufft.fbp(sino, theta, center=float(centre), n=n, filter_name="shepp-logan")
         tv = np.abs(np.diff(slices, axis=1)).sum() + np.abs(np.diff(slices, axis=2)).sum()
         scores.append(tv / total)
     return np.asarray(scores)
@@ -99,10 +99,13 @@ def _from_sharpness(sino: np.ndarray, theta: np.ndarray, search: float) -> float
     n_det = sino.shape[-1]
     middle = (n_det - 1) / 2
     low, high = max(0.0, middle - search), min(n_det - 1.0, middle + search)
+    # The grid is wide enough that the sample stays inside it for every
+    # candidate: a sample pushed off the grid would lose variation and win.
+    n = n_det + 2 * math.ceil(search)
     coarse = np.arange(np.ceil(low), np.floor(high) + 1)
-    best = coarse[int(np.argmin(_sharpness(sino, theta, coarse)))]
+    best = coarse[int(np.argmin(_sharpness(sino, theta, coarse, n)))]
     fine = np.clip(best + np.arange(-1.0, 1.0001, 0.1), 0, n_det - 1)
-    return float(fine[int(np.argmin(_sharpness(sino, theta, fine)))])
+    return float(fine[int(np.argmin(_sharpness(sino, theta, fine, n)))])
 
 
 def find_center(
@@ -152,7 +155,7 @@ def find_center(
         raise ValueError(f"find_center needs a projection series (element, angle, y, x); got dims {series.dims}.")
     if method not in ("auto", "opposite", "sharpness"):
         raise ValueError(f"method={method!r} is not one of ('auto', 'opposite', 'sharpness').")
-    chosen = series.sel(element=element) if element is not None else series.sum("element")
+    chosen = series.sel(element=element) if element is not None else series.sum("element", skipna=False)
     theta = np.asarray(series.angle.values, dtype=np.float64)
     n_det = series.sizes["x"]
     pairs = _opposite_pairs(theta)
