@@ -74,6 +74,17 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
         raise typer.BadParameter(f"expected numbers separated by commas; got {text!r}", param_hint=option) from None
 
 
+def _center(text: str) -> float | str | None:
+    if text in ("middle", "find"):
+        return None if text == "middle" else text
+    try:
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected pixels (e.g. 127.5), 'middle' or 'find'; got {text!r}", param_hint="--center"
+        ) from None
+
+
 def _run(func: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return func(*args, **kwargs)
@@ -402,6 +413,48 @@ def enhance(
         typer.echo(f"dask cluster: {client.dashboard_link}")
     try:
         summary = _run(enhance_to_zarr, src, dst, model, halo=halo, tile=tile, batch_size=batch_size,
+                       device=device, resume=resume, overwrite=overwrite, storage_options=options,
+                       progress=progress)
+    finally:
+        if client is not None and cluster == "local":
+            client.close()
+            client.cluster.close()
+    typer.echo(
+        f"{summary.url}: {summary.chunks_written} chunks written, {summary.chunks_skipped} already present; complete."
+    )
+
+
+@app.command()
+def reconstruct(
+    src: Annotated[str, typer.Argument(help="Projection series store (path or URL).")],
+    dst: Annotated[str, typer.Argument(help="Destination store for the volume.")],
+    algorithm: Annotated[str, typer.Option(help="fbp, sirt, mlem or cgls.")] = "fbp",
+    backend: Annotated[str, typer.Option(help="auto, nufft, astra or torch.")] = "auto",
+    center: Annotated[str, typer.Option(help="Rotation axis in detector pixels, 'middle', or 'find'.")] = "middle",
+    iterations: Annotated[int | None, typer.Option(help="Iterations of sirt, mlem or cgls.")] = None,
+    filter_name: Annotated[str, typer.Option("--filter", help="FBP filter: ramp, shepp-logan, cosine, hamming, hann.")] = "shepp-logan",
+    slices_per_chunk: Annotated[int | None, typer.Option(help="Sinogram rows per task.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    cluster: Annotated[str, typer.Option(help="none (threads here), local (new cluster) or an address.")] = "none",
+    resume: Annotated[bool, typer.Option(help="Finish an interrupted run: compute only missing blocks.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing destination.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    storage_option: StorageOptions = None,
+) -> None:
+    """Reconstruct every element's volume from a projection series store into a new store."""
+    from xrfsr_dask.tomo import reconstruct_to_zarr
+
+    options = _pairs(storage_option, "--storage-option")
+    where = _center(center)
+    client = None
+    if cluster != "none":
+        from xrfsr_dask.cluster import get_client
+
+        client = get_client(address=None if cluster == "local" else cluster)
+        typer.echo(f"dask cluster: {client.dashboard_link}")
+    try:
+        summary = _run(reconstruct_to_zarr, src, dst, algorithm=algorithm, backend=backend, center=where,
+                       iterations=iterations, filter_name=filter_name, slices_per_chunk=slices_per_chunk,
                        device=device, resume=resume, overwrite=overwrite, storage_options=options,
                        progress=progress)
     finally:

@@ -190,3 +190,30 @@ def test_angles_that_look_like_radians_refused(shepp):
 def test_angle_count_must_match_projections():
     with pytest.raises(SchemaError, match=r"angles has shape \(3,\) but counts has 4 projections"):
         xrf_maps(np.ones((1, 4, 8, 8), np.float32), elements=["Ni_K"], step_nm=10.0, angles=[0, 1, 2])
+
+
+def test_cli_reconstruct_writes_a_volume_store(tmp_path):
+    from typer.testing import CliRunner
+
+    from xrfsr_dask import open_xrf, save, store_status
+    from xrfsr_dask.cli import app
+
+    volume = nmc_volume(shape=(8, 40, 40), voxel_nm=25.0, seed=6)
+    series = project(volume, angles=np.arange(0.0, 360.0, 4.0)).isel(x=slice(2, None))
+    src, dst = str(tmp_path / "series.zarr"), str(tmp_path / "volume.zarr")
+    save(series, src, progress=False)
+    result = CliRunner().invoke(app, ["reconstruct", src, dst, "--algorithm", "mlem", "--iterations", "20",
+                                      "--center", "find", "--slices-per-chunk", "3", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "complete" in result.output and store_status(dst).complete
+    back = open_xrf(dst)
+    record = back.attrs["provenance"][-1]
+    assert record["parameters"]["algorithm"] == "mlem" and record["parameters"]["center_pixel"] == pytest.approx(
+        19.5 - 2, abs=0.5
+    )
+    expected = reconstruct(series, algorithm="mlem", iterations=20, center=record["parameters"]["center_pixel"])
+    np.testing.assert_allclose(back.values, expected.values, rtol=1e-5, atol=1e-6)
+    again = CliRunner().invoke(app, ["reconstruct", src, dst, "--no-progress"])
+    assert again.exit_code == 2 and "already exists" in again.output
+    bad = CliRunner().invoke(app, ["reconstruct", src, str(tmp_path / "v2.zarr"), "--center", "left"])
+    assert bad.exit_code == 2 and "expected pixels" in bad.output

@@ -15,7 +15,7 @@ from xrfsr_dask.tomo._filters import FILTERS
 from xrfsr_dask.tomo.align import Alignment, align
 from xrfsr_dask.tomo.center import RotationCenter, find_center
 from xrfsr_dask.tomo.preprocess import normalize
-from xrfsr_dask.tomo.reconstruct import DEFAULT_ITERATIONS, reconstruct
+from xrfsr_dask.tomo.reconstruct import DEFAULT_ITERATIONS, reconstruct, reconstruct_to_zarr
 
 __all__ = [
     "ALGORITHMS",
@@ -29,4 +29,5 @@ __all__ = [
     "find_center",
     "normalize",
     "reconstruct",
+    "reconstruct_to_zarr",
 ]

@@ -9,6 +9,7 @@ that run on a GPU carry the ``{"GPU": 1}`` resource annotation.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import dask
@@ -18,14 +19,15 @@ import xarray as xr
 
 from xrfsr_dask._grid import coord_grid
 from xrfsr_dask.errors import NonFiniteCountsError, SchemaError
+from xrfsr_dask.io.store import WriteSummary, open_xrf, save
 from xrfsr_dask.schema import add_provenance, kind_of, validate
 from xrfsr_dask.tomo import _backends
 from xrfsr_dask.tomo._backends import Algorithm, BackendName
 from xrfsr_dask.tomo._filters import FILTERS, FilterName
 from xrfsr_dask.tomo._geometry import check_center, pixel_positions
-from xrfsr_dask.tomo.center import RotationCenter
+from xrfsr_dask.tomo.center import RotationCenter, find_center
 
-__all__ = ["DEFAULT_ITERATIONS", "reconstruct"]
+__all__ = ["DEFAULT_ITERATIONS", "reconstruct", "reconstruct_to_zarr"]
 
 DEFAULT_ITERATIONS = {"sirt": 100, "mlem": 50, "cgls": 20}
 """Iterations of the iterative algorithms when none are given."""
@@ -251,3 +253,62 @@ def reconstruct(
         "n_angles": n_angles,
     }
     return add_provenance(out, "xrfsr_dask.tomo.reconstruct", parameters)
+
+
+def reconstruct_to_zarr(
+    source: str | xr.DataArray,
+    destination: str,
+    *,
+    algorithm: Algorithm = "fbp",
+    backend: BackendName = "auto",
+    center: float | RotationCenter | Literal["find"] | None = None,
+    iterations: int | None = None,
+    filter_name: FilterName = "shepp-logan",
+    slices_per_chunk: int | None = None,
+    device: Literal["auto", "cpu", "cuda"] = "auto",
+    overwrite: bool = False,
+    resume: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> WriteSummary:
+    """Reconstruct a series store (or lazy DataArray) into a volume zarr v3 store, block by block.
+
+    Each block of slices is written as soon as it is reconstructed; the store
+    is marked complete only when all have landed, and ``resume=True``
+    reconstructs only the blocks that are missing.
+
+    Parameters
+    ----------
+    source
+        URL or path of an xrfsr_dask series store, or a series DataArray.
+    destination
+        URL or path of the new volume store.
+    center
+        As for :func:`reconstruct`, or ``"find"`` to run
+        :func:`~xrfsr_dask.tomo.find_center` first.
+    algorithm, backend, iterations, filter_name, slices_per_chunk, device
+        As for :func:`reconstruct`.
+    overwrite, resume
+        Replace an existing destination, or finish an unfinished one.
+    storage_options
+        fsspec options for both stores.
+    progress
+        A progress bar (``distributed.progress`` under a ``Client``).
+
+    Returns
+    -------
+    xrfsr_dask.io.store.WriteSummary
+        Chunks in the store, written now, and skipped as already present.
+    """
+    series = source if isinstance(source, xr.DataArray) else open_xrf(source, storage_options=storage_options)
+    if isinstance(center, str):
+        if center != "find":
+            raise ValueError(f"center={center!r}: give pixels, a RotationCenter, 'find' or None.")
+        center = find_center(series)
+    volume = reconstruct(
+        series, algorithm=algorithm, backend=backend, center=center, iterations=iterations,
+        filter_name=filter_name, slices_per_chunk=slices_per_chunk, device=device,
+    )
+    chunks = {d: c[0] for d, c in zip(volume.dims, volume.chunks, strict=True)}
+    return save(volume, destination, chunks=chunks, overwrite=overwrite, resume=resume,
+                storage_options=storage_options, progress=progress)
