@@ -93,6 +93,25 @@ def _run(func: Any, *args: Any, **kwargs: Any) -> Any:
         raise typer.Exit(2) from None
 
 
+def _write_on_cluster(cluster: str, func: Any, *args: Any, **kwargs: Any) -> None:
+    """Run a store-to-store writer here (``none``), on a new ``local`` cluster or at an address; report it."""
+    client = None
+    if cluster != "none":
+        from xrfsr_dask.cluster import get_client
+
+        client = get_client(address=None if cluster == "local" else cluster)
+        typer.echo(f"dask cluster: {client.dashboard_link}")
+    try:
+        summary = _run(func, *args, **kwargs)
+    finally:
+        if client is not None and cluster == "local":
+            client.close()
+            client.cluster.close()
+    typer.echo(
+        f"{summary.url}: {summary.chunks_written} chunks written, {summary.chunks_skipped} already present; complete."
+    )
+
+
 def _print_info(info: dict[str, Any]) -> None:
     typer.echo(f"{info['url']}")
     typer.echo(f"  status    {info['status']}")
@@ -405,23 +424,9 @@ def enhance(
     from xrfsr_dask.enhance import enhance_to_zarr
 
     options = _pairs(storage_option, "--storage-option")
-    client = None
-    if cluster != "none":
-        from xrfsr_dask.cluster import get_client
-
-        client = get_client(address=None if cluster == "local" else cluster)
-        typer.echo(f"dask cluster: {client.dashboard_link}")
-    try:
-        summary = _run(enhance_to_zarr, src, dst, model, halo=halo, tile=tile, batch_size=batch_size,
-                       device=device, resume=resume, overwrite=overwrite, storage_options=options,
-                       progress=progress)
-    finally:
-        if client is not None and cluster == "local":
-            client.close()
-            client.cluster.close()
-    typer.echo(
-        f"{summary.url}: {summary.chunks_written} chunks written, {summary.chunks_skipped} already present; complete."
-    )
+    _write_on_cluster(cluster, enhance_to_zarr, src, dst, model, halo=halo, tile=tile, batch_size=batch_size,
+                      device=device, resume=resume, overwrite=overwrite, storage_options=options,
+                      progress=progress)
 
 
 @app.command()
@@ -446,24 +451,10 @@ def reconstruct(
 
     options = _pairs(storage_option, "--storage-option")
     where = _center(center)
-    client = None
-    if cluster != "none":
-        from xrfsr_dask.cluster import get_client
-
-        client = get_client(address=None if cluster == "local" else cluster)
-        typer.echo(f"dask cluster: {client.dashboard_link}")
-    try:
-        summary = _run(reconstruct_to_zarr, src, dst, algorithm=algorithm, backend=backend, center=where,
-                       iterations=iterations, filter_name=filter_name, slices_per_chunk=slices_per_chunk,
-                       device=device, resume=resume, overwrite=overwrite, storage_options=options,
-                       progress=progress)
-    finally:
-        if client is not None and cluster == "local":
-            client.close()
-            client.cluster.close()
-    typer.echo(
-        f"{summary.url}: {summary.chunks_written} chunks written, {summary.chunks_skipped} already present; complete."
-    )
+    _write_on_cluster(cluster, reconstruct_to_zarr, src, dst, algorithm=algorithm, backend=backend, center=where,
+                      iterations=iterations, filter_name=filter_name, slices_per_chunk=slices_per_chunk,
+                      device=device, resume=resume, overwrite=overwrite, storage_options=options,
+                      progress=progress)
 
 
 @app.command()
