@@ -69,3 +69,36 @@ def test_nan_refused(drifted):
     bad.values[0, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match=r"align needs finite counts.*nan='interpolate'"):
         align(bad, progress=False)
+
+
+def test_apply_moves_a_finer_series_by_the_same_nm(drifted):
+    _, clean, moved, drift = drifted
+    result = align(moved, progress=False)
+    # The same projections on a grid twice as fine (10 nm), drifted by the same nm.
+    y, x = clean.y.values, clean.x.values
+    fine = clean.interp(y=np.arange(y[0], y[-1] + 1e-6, 10.0), x=np.arange(x[0], x[-1] + 1e-6, 10.0))
+    fine = fine.assign_attrs(step_nm=[10.0, 10.0])
+    for dim in ("y", "x"):
+        fine[dim].attrs.update(clean[dim].attrs)
+    fine_moved = fine.copy(data=np.stack([
+        np.stack([ndimage.shift(fine.values[e, a], 2 * drift[a], order=3, mode="constant")
+                  for a in range(fine.sizes["angle"])])
+        for e in range(fine.sizes["element"])
+    ]))
+    aligned = result.apply(fine_moved)
+    assert aligned.attrs["provenance"][-1]["operation"] == "xrfsr_dask.tomo.Alignment.apply"
+    inner = {"y": slice(8, -8), "x": slice(8, -8)}
+
+    def rms(a):
+        return float(np.sqrt(((a - fine).isel(inner) ** 2).mean()))
+
+    assert rms(aligned) < 0.15 * rms(fine_moved)
+    lazy = result.apply(fine_moved.chunk({"angle": 10}))
+    np.testing.assert_allclose(lazy.values, aligned.values, rtol=1e-6)
+
+
+def test_apply_refuses_other_angles(drifted):
+    _, _, moved, _ = drifted
+    result = align(moved, iterations=1, progress=False)
+    with pytest.raises(ValueError, match=r"has 59 angles .* found on 60"):
+        result.apply(moved.isel(angle=slice(1, None)))

@@ -74,6 +74,56 @@ class Alignment:
     converged: bool
     updates_px: tuple[float, ...]
 
+    def apply(self, series: xr.DataArray) -> xr.DataArray:
+        """Shift another series of the same projections by the displacements found here.
+
+        The shifts are taken in nm, so the other series may have a different
+        pixel size: align the measured (LR) series, then apply the result to
+        its enhanced (HR) version, whose projection matching would otherwise
+        chase the network's texture instead of the sample.
+
+        Parameters
+        ----------
+        series
+            Projections ``(element, angle, y, x)`` at the same angles, with
+            ``y``/``x`` coordinates in nm.
+
+        Returns
+        -------
+        xarray.DataArray
+            ``series`` with each projection moved by minus its shift (cubic
+            splines), lazy when the input was, with provenance.
+        """
+        validate(series)
+        if kind_of(series) != "series":
+            raise ValueError(f"apply needs a projection series (element, angle, y, x); got dims {series.dims}.")
+        ours, theirs = self.shift_nm.angle.values, series.angle.values
+        if ours.shape != theirs.shape or not np.allclose(ours, theirs, rtol=0, atol=1e-6):
+            raise ValueError(
+                f"the series has {theirs.size} angles ({_angle_span(theirs)}) but the alignment was found on "
+                f"{ours.size} ({_angle_span(ours)}); apply it to projections at the same angles."
+            )
+        steps = np.asarray([_step_nm(series, dim) for dim in ("y", "x")])
+        shifts = self.shift_nm.values / steps
+        parameters = {"shift_nm": self.shift_nm.values.round(3).tolist(), "pixel_nm": steps.tolist()}
+        return add_provenance(_shift_series(series, shifts), "xrfsr_dask.tomo.Alignment.apply", parameters)
+
+
+def _angle_span(angles: np.ndarray) -> str:
+    return f"{angles.min():g} to {angles.max():g} deg" if angles.size else "none"
+
+
+def _step_nm(series: xr.DataArray, dim: str) -> float:
+    return (coord_grid(series, dim, name="series", purpose="align reports nm") or (0.0, 1.0))[1]
+
+
+def _shift_series(series: xr.DataArray, shifts: np.ndarray) -> xr.DataArray:
+    """Every element's projections moved by minus ``shifts`` (angle, [dy, dx]) pixels, lazily for dask."""
+    data = series.data if isinstance(series.data, dsa.Array) else dsa.from_array(np.asarray(series.data))
+    data = data.rechunk({2: -1, 3: -1})
+    moved = data.map_blocks(_apply_block, shifts=shifts, dtype=data.dtype, meta=np.empty((0,) * 4, data.dtype))
+    return series.copy(data=moved if isinstance(series.data, dsa.Array) else moved.compute())
+
 
 def _shifted(images: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Each image ``(..., y, x)`` of axis -3 moved by minus its ``(dy, dx)``."""
@@ -179,13 +229,8 @@ def align(
         if updates[-1] < tolerance_pixel:
             break
 
-    data = series.data if isinstance(series.data, dsa.Array) else dsa.from_array(np.asarray(series.data))
-    data = data.rechunk({2: -1, 3: -1})
-    moved = data.map_blocks(_apply_block, shifts=shifts, dtype=data.dtype, meta=np.empty((0,) * 4, data.dtype))
-    out = series.copy(data=moved if isinstance(series.data, dsa.Array) else moved.compute())
-    steps_nm = [
-        (coord_grid(series, dim, name="series", purpose="align reports nm") or (0.0, 1.0))[1] for dim in ("y", "x")
-    ]
+    out = _shift_series(series, shifts)
+    steps_nm = [_step_nm(series, dim) for dim in ("y", "x")]
     coords = {"angle": series.angle, "axis": ["y", "x"]}
     shift_px = xr.DataArray(shifts, dims=("angle", "axis"), coords=coords, attrs={"units": "pixel"})
     shift_nm = xr.DataArray(shifts * np.asarray(steps_nm), dims=("angle", "axis"), coords=coords, attrs={"units": "nm"})
