@@ -59,3 +59,25 @@ def test_map_scale_is_the_quantile_of_finite_values_and_one_for_empty_maps():
     np.testing.assert_allclose(map_scale(maps, 0.5), [49.5, 1.0])
     maps[0, 0, :3] = [np.inf, -np.inf, np.nan]
     np.testing.assert_allclose(map_scale(maps[:1], 0.5), [np.quantile(np.arange(3.0, 100.0), 0.5)])
+
+
+def test_projection_samples_are_projections_of_a_particle_volume():
+    from xrfsr_dask import nmc_volume, project
+    from xrfsr_dask.model.data import PROJECTIONS_PER_VOLUME
+
+    settings = DataSettings(sample="projections", hr_pixel_nm=10.0, phantom_shape=(48, 64), steps_nm=(20.0, 40.0),
+                            patch=8, train_seeds=1, validation_seeds=1, test_seeds=1)
+    source = PairSource(settings, "train")
+    hr = source._pool(np.random.default_rng(3))
+    assert hr.dims == ("element", "y", "x") and hr.shape == (4, 48, 64)
+    # The map is one of the projections at the seed's angles of the seed's volume.
+    seeded = np.random.default_rng(0)
+    volume = nmc_volume((48, 64, 64), voxel_nm=10.0, seed=0, grain_nm=float(seeded.uniform(*settings.grain_nm)))
+    angles = np.sort(seeded.uniform(0.0, 180.0, PROJECTIONS_PER_VOLUME))
+    assert float(hr.angle) in angles
+    np.testing.assert_array_equal(hr.values, project(volume, angles=[float(hr.angle)]).isel(angle=0).values)
+    lr, truth = source.batch(np.random.default_rng(0), 8)
+    assert lr.shape == (8, 1, 8, 8) and truth.shape == (8, 1, 16, 16)
+    assert abs(lr.mean() / truth.mean() - 1) < 0.05
+    with pytest.raises(ValueError, match="sample must be 'maps' or 'projections'"):
+        DataSettings(sample="volumes")

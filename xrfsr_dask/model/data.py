@@ -24,7 +24,7 @@ import numpy as np
 import xarray as xr
 
 from xrfsr_dask._grid import grid_nm
-from xrfsr_dask.phantoms import ELEMENTS, nmc_particle
+from xrfsr_dask.phantoms import ELEMENTS, nmc_particle, nmc_volume, project
 from xrfsr_dask.probe import GaussianProbe
 from xrfsr_dask.simulate import simulate_scan
 
@@ -32,6 +32,8 @@ __all__ = ["DataSettings", "PairSource", "map_scale"]
 
 SPLIT_OFFSETS = {"train": 0, "validation": 100_000, "test": 200_000}
 """Phantom seeds of each split start here, so splits never share a particle."""
+PROJECTIONS_PER_VOLUME = 24
+"""Projections (at random angles) kept of each phantom volume when ``sample="projections"``."""
 
 
 def map_scale(lr: np.ndarray, quantile: float) -> np.ndarray:
@@ -83,6 +85,14 @@ class DataSettings:
         Number of phantoms in each split.
     validation_patches, test_patches
         Fixed patches evaluated after every epoch.
+    sample
+        ``"maps"``: HR maps are 2-D particles (:func:`~xrfsr_dask.phantoms.nmc_particle`),
+        as a thin section or a single XRF map shows them. ``"projections"``:
+        HR maps are tomographic projections of 3-D particles
+        (:func:`~xrfsr_dask.phantoms.nmc_volume` of ``(ny, nx, nx)`` voxels,
+        :data:`PROJECTIONS_PER_VOLUME` random angles each), which sum many
+        grains along the beam and so look far smoother than a map: a model
+        for tomography series should be trained on these.
     """
 
     scale: int = 2
@@ -102,8 +112,11 @@ class DataSettings:
     test_seeds: int = 4
     validation_patches: int = 64
     test_patches: int = 64
+    sample: str = "maps"
 
     def __post_init__(self) -> None:
+        if self.sample not in ("maps", "projections"):
+            raise ValueError(f"sample must be 'maps' or 'projections'; got {self.sample!r}.")
         for step in self.steps_nm:
             ratio = step / self.scale / self.hr_pixel_nm
             if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
@@ -184,12 +197,22 @@ class PairSource:
         if index >= len(self.seeds):
             return self._maps[index - len(self.seeds)]
         seed = self.seeds[index]
+        s = self.settings
         if seed not in self._phantoms:
-            grain = np.random.default_rng(seed).uniform(*self.settings.grain_nm)
-            self._phantoms[seed] = nmc_particle(
-                self.settings.phantom_shape, pixel_nm=self.settings.hr_pixel_nm, seed=seed,
-                elements=ELEMENTS, grain_nm=float(grain),
-            )
+            seeded = np.random.default_rng(seed)
+            grain = float(seeded.uniform(*s.grain_nm))
+            if s.sample == "projections":
+                ny, nx = s.phantom_shape
+                volume = nmc_volume((ny, nx, nx), voxel_nm=s.hr_pixel_nm, seed=seed, elements=ELEMENTS,
+                                    grain_nm=grain)
+                angles = np.sort(seeded.uniform(0.0, 180.0, PROJECTIONS_PER_VOLUME))
+                self._phantoms[seed] = project(volume, angles=angles)
+            else:
+                self._phantoms[seed] = nmc_particle(
+                    s.phantom_shape, pixel_nm=s.hr_pixel_nm, seed=seed, elements=ELEMENTS, grain_nm=grain,
+                )
+        if s.sample == "projections":
+            return self._phantoms[seed].isel(angle=int(rng.integers(PROJECTIONS_PER_VOLUME)))
         return self._phantoms[seed]
 
     def scan(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
