@@ -26,8 +26,8 @@ def compute(tasks: Sequence[Any], *, progress: bool, description: str) -> list[A
     """Compute dask collections, showing progress when asked.
 
     With an active ``distributed.Client`` the tasks run on its cluster and
-    progress is ``distributed.progress`` (a bar in a terminal or a widget in
-    a notebook; the dashboard shows the same). Otherwise they run on the
+    progress is ``distributed.progress`` as a text bar (in a notebook too:
+    its widget needs ipywidgets; the dashboard shows the same). Otherwise they run on the
     default local scheduler with a ``tqdm`` bar labelled ``description``.
     """
     if not tasks:
@@ -38,7 +38,9 @@ def compute(tasks: Sequence[Any], *, progress: bool, description: str) -> list[A
         if progress:
             from distributed import progress as show_progress
 
-            show_progress(futures)
+            # A text bar everywhere: in a Jupyter kernel the default is an
+            # ipywidgets widget, which is not a dependency and is not shown.
+            show_progress(futures, notebook=False)
         return client.gather(futures)
     if not progress:
         return list(dask.compute(*tasks))
