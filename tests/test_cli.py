@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from xrfsr_dask import open_xrf, store_status
+from xrfsr_dask import open_xrf
 from xrfsr_dask.cli import app
 from xrfsr_dask.testing import grid_positions, particles, write_maps_h5, write_pyxrf_h5
 
@@ -81,21 +81,6 @@ def test_missing_input_and_bad_options(tmp_path):
     assert result.exit_code == 2 and "no zarr store at" in result.output
     result = runner.invoke(app, ["ingest", "a.h5", "b.zarr", "--chunks", "y=big"])
     assert result.exit_code == 2 and "chunk sizes must be integers" in result.output
-
-
-def test_demo_writes_a_complete_series_and_its_enhancement(tmp_path):
-    out = tmp_path / "demo"
-    result = runner.invoke(app, ["demo", "--out", str(out), "--size", "48", "--angles", "4"])
-    assert result.exit_code == 0, result.output
-    assert store_status(str(out / "series.zarr")).complete
-    series = open_xrf(str(out / "series.zarr"))
-    assert series.shape == (4, 4, 48, 48)
-    assert list(series.angle.values) == [-90.0, -45.0, 0.0, 45.0]
-    enhanced = open_xrf(str(out / "series_hr.zarr"))
-    assert enhanced.shape == (4, 4, 96, 96)
-    np.testing.assert_allclose(enhanced.attrs["step_nm"], np.array(series.attrs["step_nm"]) / 2)
-    assert "series_hr.zarr" in result.output
-    assert runner.invoke(app, ["demo", "--out", str(out), "--size", "48", "--angles", "4"]).exit_code == 2
 
 
 def test_phantom_then_simulate_is_the_library_result(tmp_path):

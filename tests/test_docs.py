@@ -31,6 +31,8 @@ REFERENCE = {
     "xrfsr_dask.cluster": "reference/cluster.md",
     "xrfsr_dask.schema": "reference/schema.md",
     "xrfsr_dask.errors": "reference/errors.md",
+    "xrfsr_dask.demo": "reference/demo.md",
+    "xrfsr_dask.report": "reference/demo.md",
 }
 
 
