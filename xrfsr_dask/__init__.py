@@ -2,6 +2,7 @@
 
 from xrfsr_dask._version import __version__
 from xrfsr_dask.errors import (
+    CorruptChunkError,
     IncompleteStoreError,
     IngestError,
     NonFiniteCountsError,
@@ -12,7 +13,7 @@ from xrfsr_dask.errors import (
     XrfsrError,
     XrfsrWarning,
 )
-from xrfsr_dask.io import ingest, open_xrf, read, read_series, save, store_status
+from xrfsr_dask.io import ingest, open_xrf, read, read_series, save, store_status, verify
 from xrfsr_dask.metrics import frc, fsc, psd, psnr, ssim
 from xrfsr_dask.phantoms import nmc_particle, nmc_volume, project
 from xrfsr_dask.probe import GaussianProbe, combined_resolution_nm, fit_line, fit_probe
@@ -20,6 +21,7 @@ from xrfsr_dask.schema import add_provenance, validate, xrf_maps, xrf_volume
 from xrfsr_dask.simulate import simulate_scan, spectrum_cube
 
 __all__ = [
+    "CorruptChunkError",
     "GaussianProbe",
     "IncompleteStoreError",
     "IngestError",
@@ -52,6 +54,7 @@ __all__ = [
     "ssim",
     "store_status",
     "validate",
+    "verify",
     "xrf_maps",
     "xrf_volume",
 ]

@@ -153,6 +153,26 @@ def info(
 
 
 @app.command()
+def verify(
+    url: Annotated[str, typer.Argument(help="Store path or URL (s3://, file://, memory://).")],
+    repair: Annotated[bool, typer.Option(help="Delete corrupt chunks and mark the store incomplete, "
+                                               "so that --resume rewrites them.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    storage_option: StorageOptions = None,
+) -> None:
+    """Read every chunk of a store, check its checksum, and name corrupt or missing chunks (exit code 1)."""
+    from xrfsr_dask.io import verify as run_verify
+
+    report = _run(run_verify, url, storage_options=_pairs(storage_option, "--storage-option"), repair=repair,
+                  progress=progress)
+    typer.echo(report.describe())
+    if report.repaired:
+        typer.echo("re-run the command that wrote the store with --resume to rewrite the removed chunks")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def ingest(
     paths: Annotated[list[str], typer.Argument(help="Input files, then the destination store: SRC... DST.")],
     format: Annotated[str, typer.Option(help="auto, pyxrf, maps or tiff.")] = "auto",

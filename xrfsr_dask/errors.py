@@ -9,6 +9,7 @@ user would expect (``ValueError``, ``FileNotFoundError``, ...).
 from __future__ import annotations
 
 __all__ = [
+    "CorruptChunkError",
     "IncompleteStoreError",
     "IngestError",
     "NonFiniteCountsError",
@@ -51,6 +52,10 @@ class StoreExistsError(XrfsrError, FileExistsError):
 
 class IncompleteStoreError(XrfsrError, RuntimeError):
     """A store was opened whose write never finished (not marked complete)."""
+
+
+class CorruptChunkError(XrfsrError, OSError):
+    """A stored chunk fails its checksum or cannot be decoded (truncated, overwritten)."""
 
 
 class StoreMismatchError(XrfsrError, ValueError):

@@ -4,17 +4,20 @@ from xrfsr_dask.io.ingest import detect_format, ingest, read, read_series
 from xrfsr_dask.io.store import (
     DEFAULT_CHUNKS,
     StoreStatus,
+    VerifyReport,
     WriteSummary,
     describe,
     open_xrf,
     resolve_chunks,
     save,
     store_status,
+    verify,
 )
 
 __all__ = [
     "DEFAULT_CHUNKS",
     "StoreStatus",
+    "VerifyReport",
     "WriteSummary",
     "describe",
     "detect_format",
@@ -25,4 +28,5 @@ __all__ = [
     "resolve_chunks",
     "save",
     "store_status",
+    "verify",
 ]

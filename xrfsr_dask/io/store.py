@@ -12,13 +12,18 @@ finished. :func:`open_xrf` refuses such a store with
 writes only the chunks that are missing and then marks it complete.
 
 Every chunk passes through a zstd compressor and a CRC-32C checksum codec,
-so a corrupted chunk fails loudly on read instead of returning wrong counts.
+so a corrupted chunk fails loudly on read instead of returning wrong counts:
+reading it raises :class:`~xrfsr_dask.errors.CorruptChunkError` with its key.
+:func:`verify` checks every chunk of a store and, with ``repair=True``,
+deletes the bad ones and marks the store incomplete, so that re-running the
+command that wrote it with ``--resume`` rewrites exactly those.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import functools
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +40,7 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 from xrfsr_dask import _progress
 from xrfsr_dask._version import __version__
 from xrfsr_dask.errors import (
+    CorruptChunkError,
     IncompleteStoreError,
     SourceNotFoundError,
     StoreExistsError,
@@ -44,16 +50,20 @@ from xrfsr_dask.schema import NAME, kind_of, validate
 
 __all__ = [
     "DEFAULT_CHUNKS",
-    "describe",
     "StoreStatus",
+    "VerifyReport",
     "WriteSummary",
+    "describe",
     "open_xrf",
     "resolve_chunks",
     "save",
     "store_status",
+    "verify",
 ]
 
 MARKER = "xrfsr_dask"
+VERIFY_BATCH = 64
+"""Chunks checked per task by :func:`verify`."""
 # Storage chunk per dim: one element x one angle x a square of pixels.
 DEFAULT_CHUNKS: dict[str, int] = {"element": 1, "angle": 1, "z": 32, "y": 256, "x": 256}
 ZSTD_LEVEL = 3
@@ -355,6 +365,61 @@ def _fill(
     return WriteSummary(url, total, len(tasks), total - len(tasks))
 
 
+def _chunk_key(index: tuple[int, ...]) -> str:
+    return f"{NAME}/c/" + "/".join(str(i) for i in index)
+
+
+def _chunk_error(array: zarr.Array, index: tuple[int, ...]) -> str | None:
+    """Why the chunk at ``index`` cannot be read, or None when it reads."""
+    try:
+        array.get_block_selection(index)
+    except (ValueError, RuntimeError) as err:  # the codecs' errors: checksum, zstd frame, size
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+class _CheckedChunks:
+    """The stored counts as an array for ``dask.array.from_array``, naming the chunk when a read fails."""
+
+    def __init__(self, array: zarr.Array, url: str) -> None:
+        self.array, self.url = array, url
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, selection: tuple[slice, ...]) -> np.ndarray:
+        try:
+            return self.array[selection]
+        except (ValueError, RuntimeError) as err:
+            bad = self._bad_chunks(selection)
+            if not bad:  # every chunk reads now: a transient failure, not corruption
+                raise
+            listed = "; ".join(f"{key} ({reason})" for key, reason in bad)
+            raise CorruptChunkError(
+                f"{self.url}: corrupt chunk(s) {listed}. Run `xrfsr verify {self.url} --repair` (or "
+                "verify(url, repair=True)) to remove them, then re-run the command that wrote the store "
+                "with --resume to rewrite them."
+            ) from err
+
+    def _bad_chunks(self, selection: tuple[slice, ...]) -> list[tuple[str, str]]:
+        ranges = [
+            range(sl.start // c, -(-sl.stop // c)) if isinstance(sl, slice) else range(sl // c, sl // c + 1)
+            for sl, c in zip(selection, self.array.chunks, strict=True)
+        ]
+        bad = []
+        for index in itertools.product(*ranges):
+            reason = _chunk_error(self.array, index)
+            if reason is not None:
+                bad.append((_chunk_key(index), reason))
+        return bad
+
+
+def _checked(counts: xr.DataArray, url: str, storage_options: Mapping[str, Any] | None) -> xr.DataArray:
+    array = zarr.open_array(url, path=NAME, mode="r", storage_options=storage_options)
+    chunks = counts.data.chunks if isinstance(counts.data, dsa.Array) else array.chunks
+    name = f"open-xrf-{dask.base.tokenize(url, array.metadata.to_dict(), chunks)}"
+    data = dsa.from_array(_CheckedChunks(array, url), chunks=chunks, name=name, asarray=True)
+    return counts.copy(data=data)
+
+
 def open_xrf(
     url: str,
     *,
@@ -410,7 +475,7 @@ def open_xrf(
     )
     if NAME not in ds.data_vars:
         return validate(ds)  # raises, naming what the store holds instead
-    return validate(_in_memory_coords(ds[NAME]))
+    return validate(_in_memory_coords(_checked(ds[NAME], url, storage_options)))
 
 
 def _in_memory_coords(obj: xr.DataArray) -> xr.DataArray:
@@ -477,3 +542,100 @@ def describe(url: str, *, storage_options: Mapping[str, Any] | None = None) -> d
             out[key] = counts.attrs[key]
     out["provenance"] = [p["operation"] for p in counts.attrs["provenance"]]
     return out
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What :func:`verify` found: every chunk of ``counts`` read and its checksum checked."""
+
+    url: str
+    chunks_total: int
+    chunks_checked: int
+    corrupt: tuple[tuple[str, str], ...]
+    missing: tuple[str, ...]
+    repaired: bool
+
+    @property
+    def ok(self) -> bool:
+        """No corrupt chunk, and no chunk missing from a store marked complete."""
+        return not self.corrupt and not self.missing
+
+    def describe(self) -> str:
+        """A summary line, then one line per bad chunk."""
+        head = (f"{self.url}: {self.chunks_checked} of {self.chunks_total} chunks checked, "
+                f"{len(self.corrupt)} corrupt, {len(self.missing)} missing")
+        lines = [head + (" (corrupt chunks removed; the store is marked incomplete)" if self.repaired else "")]
+        lines += [f"  corrupt  {key}: {reason}" for key, reason in self.corrupt]
+        lines += [f"  missing  {key}" for key in self.missing]
+        return "\n".join(lines)
+
+
+def _check_batch(url: str, storage_options: Mapping[str, Any] | None,
+                 indices: list[tuple[int, ...]]) -> list[tuple[str, str]]:
+    array = zarr.open_array(url, path=NAME, mode="r", storage_options=storage_options)
+    return [(_chunk_key(i), reason) for i in indices if (reason := _chunk_error(array, i)) is not None]
+
+
+def verify(
+    url: str,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    repair: bool = False,
+    progress: bool = True,
+) -> VerifyReport:
+    """Read every chunk of a store, checking its CRC-32C checksum, and name the bad ones.
+
+    Parameters
+    ----------
+    url
+        Local path or fsspec URL of a store written by :func:`save`.
+    storage_options
+        Passed to fsspec.
+    repair
+        Delete the corrupt chunks and mark the store incomplete, so that the
+        command that wrote it, re-run with ``--resume`` (``resume=True``),
+        rewrites exactly those chunks. Nothing else is touched.
+    progress
+        Show a progress bar (checks run as dask tasks, on the cluster when
+        a ``distributed.Client`` is active).
+
+    Returns
+    -------
+    VerifyReport
+        Chunks checked, corrupt chunks with the reason, chunks missing from
+        a store marked complete; ``report.ok`` is True when there are none.
+
+    Raises
+    ------
+    SourceNotFoundError
+        No zarr store at ``url``.
+    ValueError
+        ``repair=True`` on a store not written by xrfsr_dask (it has no
+        completeness marker to reset, so no resume could rewrite the chunks).
+    """
+    url, storage_options = _location(url, storage_options)
+    status = store_status(url, storage_options=storage_options)
+    if not status.exists:
+        raise SourceNotFoundError(f"no zarr store at {url} (no zarr.json there); check the path or URL.")
+    if repair and not status.written_by_xrfsr:
+        raise ValueError(f"{url} was not written by xrfsr_dask; repair=True needs a store that save() can resume.")
+    fs, root = _fs(url, storage_options)
+    array = zarr.open_array(url, path=NAME, mode="r", storage_options=storage_options)
+    grid = _chunk_grid(array.shape, array.chunks)
+    present = sorted(_written_chunks(fs, root))
+    check = dask.delayed(_check_batch, pure=False)
+    tasks = [check(url, storage_options, present[i:i + VERIFY_BATCH]) for i in range(0, len(present), VERIFY_BATCH)]
+    corrupt = tuple(bad for found in _progress.compute(tasks, progress=progress, description=f"verifying {url}")
+                    for bad in found)
+    missing: tuple[str, ...] = ()
+    if status.complete:
+        have = set(present)
+        missing = tuple(_chunk_key(i) for i in np.ndindex(grid) if i not in have)
+    if repair and corrupt:
+        group = zarr.open_group(url, mode="r+", storage_options=storage_options)
+        marker = dict(group.attrs[MARKER])
+        marker.update(complete=False, repaired=_now(), removed=[key for key, _ in corrupt])
+        group.attrs[MARKER] = marker
+        for key, _ in corrupt:
+            fs.rm(f"{root.rstrip('/')}/{key}")
+    return VerifyReport(url, int(np.prod(grid)), len(present), corrupt, missing, bool(repair and corrupt))
