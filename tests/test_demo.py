@@ -75,7 +75,7 @@ def test_report_has_the_six_figures_and_the_paper_table(demo):
                    "41.6 dB", "41.3 dB", "32.7 dB", "20.6 dB"):
         assert number in page, number
     fzp = results["optics"]["FZP"]
-    assert f"{fzp['probe_fit_nm']['geometric_mean']:.1f} ± " in page
+    assert f"{fzp['probe_fit_nm']['geometric_mean']:.1f} nm (major " in page
     for n in range(1, 7):
         assert f'src="S{n}.png"' in page
         image = imread(out / "report" / f"S{n}.png")

@@ -79,6 +79,16 @@ class Optic:
     def truth_voxel_nm(self) -> float:
         return self.step_nm / TRUTH_PER_STEP
 
+    @property
+    def probe(self) -> GaussianProbe:
+        """The simulated probe: FWHM ``probe_nm`` as the geometric mean of its axes.
+
+        Slightly elliptical (major/minor 1.06, major axis at 25 degrees), as
+        real zone plates and MLLs are.
+        """
+        major = self.probe_nm * 1.03
+        return GaussianProbe((major, self.probe_nm**2 / major), angle_deg=25.0)
+
 
 OPTICS = (
     Optic(
@@ -167,13 +177,11 @@ def _probe_measurement(optic: Optic, seed: int) -> xr.DataArray:
     """A probe image as a beamline measures it: a fine 2-D scan over a point-like particle.
 
     64 x 64 points at a tenth of the FWHM, peak 400 counts over a background
-    of 4 counts, Poisson noise; a slight ellipticity (major/minor 1.06) as
-    real zone plates and MLLs have.
+    of 4 counts, Poisson noise; the probe is the one the scans are simulated with.
     """
     pixel = optic.probe_nm / 10
     axis = (np.arange(64) - 31.5) * pixel
-    major = optic.probe_nm * 1.03
-    probe = GaussianProbe((major, optic.probe_nm**2 / major), angle_deg=25.0)
+    probe = optic.probe
     rng = np.random.default_rng(seed)
     expected = 400.0 * probe.image(axis, axis, center_nm=(0.3 * pixel, -0.2 * pixel)) + 4.0
     image = rng.poisson(expected).astype(np.float32)
@@ -225,7 +233,7 @@ def _optic_run(optic: Optic, out: Path, settings: dict[str, Any], stages: _Stage
             rng = np.random.default_rng([seed, k, int(optic.step_nm)])
             series = project(truth, angles=theta, progress=True)
             series = _drifted(series, _drift_px(rng, theta, settings["drift_nm"] / voxel))
-            scan = simulate_scan(series, step_nm=optic.step_nm, probe=optic.probe_nm, scan_mode="fly",
+            scan = simulate_scan(series, step_nm=optic.step_nm, probe=optic.probe, scan_mode="fly",
                                  jitter_nm=0.05 * optic.step_nm, noise=True, seed=seed + 10 * k + 1)
             url = str(folder / f"lr_{name}.zarr")
             save(scan, url, chunks={"angle": max(1, n_angles // 4), "y": -1, "x": -1}, progress=False)
@@ -322,7 +330,7 @@ def _scan_modes(settings: dict[str, Any]) -> dict[str, xr.DataArray]:
     hr = nmc_particle((4 * settings["size"], 4 * settings["size"]), pixel_nm=pixel, seed=settings["seed"],
                       grain_nm=6 * optic.step_nm)
     scans = {
-        mode: simulate_scan(hr, step_nm=optic.step_nm, probe=optic.probe_nm, scan_mode=mode, noise=True,
+        mode: simulate_scan(hr, step_nm=optic.step_nm, probe=optic.probe, scan_mode=mode, noise=True,
                             seed=settings["seed"])
         for mode in ("step", "fly")
     }

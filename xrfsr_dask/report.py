@@ -138,7 +138,8 @@ def _comparison_rows(runs: Sequence[OpticRun]) -> list[tuple[str, str, str, str,
         t = run.optic.threshold
         rows += [
             ("probe FWHM (2-D Gaussian fit)", name, _fmt(paper["probe_nm"], " nm"),
-             f"{n['probe_fit_nm']['geometric_mean']:.1f} ± {n['probe_fit_nm']['major_stderr']:.1f} nm",
+             (f"{n['probe_fit_nm']['geometric_mean']:.1f} nm (major {n['probe_fit_nm']['major']:.1f} "
+              f"± {n['probe_fit_nm']['major_stderr']:.2f}, minor {n['probe_fit_nm']['minor']:.1f})"),
              _fmt(n["probe_true_nm"], " nm") + " (simulated)"),
             (f"LR resolution, FSC {t}", name, _fmt(paper["lr_nm"], " nm"), _fmt(n["lr_nm"], " nm"),
              _fmt(n["lr_truth_nm"], " nm")),
@@ -268,7 +269,8 @@ networks</i>, npj Comput. Mater. 9, 43 (2023), run by <code>xrfsr demo</code> on
 (interleaved angles, their own drift, jitter and counting noise).</p>
 <h2>Paper against this run</h2>
 {table}
-<p><b>How to read it.</b> Resolutions are Ni K. The LR and HR rows use the threshold the paper used for
+<p><b>How to read it.</b> Resolutions are Ni K. The probe FWHM is the geometric mean of the fitted
+major and minor FWHM (± the fit's standard error). The LR and HR rows use the threshold the paper used for
 that optic (FZP half-bit, MLL one-bit) on the FSC between the two datasets. The combined resolution is
 sqrt(b² + s²) with b the fitted probe FWHM and s the LR FSC resolution, as in the paper. The ground-truth
 column is what the synthetic data allow: the simulated probe, and the FSC of dataset a against the true
