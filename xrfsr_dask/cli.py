@@ -173,6 +173,22 @@ def verify(
 
 
 @app.command()
+def unlock(
+    url: Annotated[str, typer.Argument(help="Store path or URL whose writer was killed on another machine.")],
+    storage_option: StorageOptions = None,
+) -> None:
+    """Remove the writer marker of a store whose writing job is gone, so that --resume can run."""
+    from xrfsr_dask.io import unlock as run_unlock
+
+    holder = _run(run_unlock, url, storage_options=_pairs(storage_option, "--storage-option"))
+    if holder is None:
+        typer.echo(f"{url}: no writer marker")
+    else:
+        typer.echo(f"{url}: removed the marker of process {holder.get('pid')} on {holder.get('host')} "
+                   f"(started {holder.get('started')}); resume the write with --resume")
+
+
+@app.command()
 def ingest(
     paths: Annotated[list[str], typer.Argument(help="Input files, then the destination store: SRC... DST.")],
     format: Annotated[str, typer.Option(help="auto, pyxrf, maps or tiff.")] = "auto",

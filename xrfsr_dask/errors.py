@@ -16,6 +16,7 @@ __all__ = [
     "SchemaError",
     "SourceNotFoundError",
     "StoreExistsError",
+    "StoreLockedError",
     "StoreMismatchError",
     "XrfsrError",
     "XrfsrWarning",
@@ -56,6 +57,10 @@ class IncompleteStoreError(XrfsrError, RuntimeError):
 
 class CorruptChunkError(XrfsrError, OSError):
     """A stored chunk fails its checksum or cannot be decoded (truncated, overwritten)."""
+
+
+class StoreLockedError(XrfsrError, RuntimeError):
+    """Another job is writing the destination store (its writer marker exists)."""
 
 
 class StoreMismatchError(XrfsrError, ValueError):

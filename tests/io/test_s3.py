@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from xrfsr_dask import SourceNotFoundError, StoreExistsError, open_xrf, save, store_status
+from xrfsr_dask import (
+    SourceNotFoundError,
+    StoreExistsError,
+    open_xrf,
+    save,
+    store_status,
+)
 
 
 def test_s3_round_trip_is_identical(s3_bucket, series):
@@ -29,3 +35,24 @@ def test_s3_refuses_overwrite_and_names_missing_store(s3_bucket, series):
     with pytest.raises(SourceNotFoundError, match=r"no zarr store at s3://.*/other\.zarr"):
         open_xrf(f"{prefix}/other.zarr", storage_options=options)
     np.testing.assert_array_equal(open_xrf(url, storage_options=options).values, series.values)
+
+
+def test_s3_second_writer_refused_by_conditional_create(s3_bucket, series):
+    # The writer marker is created with If-None-Match: * on S3, so of two
+    # jobs only one can hold it, even when they start at the same moment.
+    import fsspec
+
+    from xrfsr_dask import StoreLockedError
+    from xrfsr_dask.io._lock import _create, lock_path, writer_lock
+
+    prefix, options = s3_bucket
+    url = f"{prefix}/locked.zarr"
+    fs, root = fsspec.core.url_to_fs(url, **options)
+    with writer_lock(fs, root, url, "2026-11-25T00:00:00+00:00"):
+        assert fs.exists(lock_path(root))
+        assert not _create(fs, lock_path(root), {"id": "other"})  # the server refuses a second create
+        with pytest.raises(StoreLockedError, match=r"locked\.zarr is being written by process"):
+            save(series, url, storage_options=options, progress=False)
+    assert not fs.exists(lock_path(root))
+    save(series, url, storage_options=options, progress=False)
+    assert store_status(url, storage_options=options).complete

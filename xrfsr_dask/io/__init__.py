@@ -1,5 +1,6 @@
 """Storage (zarr v3 at any fsspec URL) and ingest of beamline file formats."""
 
+from xrfsr_dask.io._lock import unlock
 from xrfsr_dask.io.ingest import detect_format, ingest, read, read_series
 from xrfsr_dask.io.store import (
     DEFAULT_CHUNKS,
@@ -28,5 +29,6 @@ __all__ = [
     "resolve_chunks",
     "save",
     "store_status",
+    "unlock",
     "verify",
 ]

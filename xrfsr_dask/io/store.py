@@ -14,6 +14,9 @@ writes only the chunks that are missing and then marks it complete.
 Every chunk passes through a zstd compressor and a CRC-32C checksum codec,
 so a corrupted chunk fails loudly on read instead of returning wrong counts:
 reading it raises :class:`~xrfsr_dask.errors.CorruptChunkError` with its key.
+One job writes a store at a time: :func:`save` holds a writer marker beside
+the store while it writes, and a second writer is refused with
+:class:`~xrfsr_dask.errors.StoreLockedError` (``xrfsr_dask.io._lock``).
 :func:`verify` checks every chunk of a store and, with ``repair=True``,
 deletes the bad ones and marks the store incomplete, so that re-running the
 command that wrote it with ``--resume`` rewrites exactly those.
@@ -46,6 +49,7 @@ from xrfsr_dask.errors import (
     StoreExistsError,
     StoreMismatchError,
 )
+from xrfsr_dask.io._lock import writer_lock
 from xrfsr_dask.schema import NAME, kind_of, validate
 
 __all__ = [
@@ -255,6 +259,8 @@ def save(
         ``url`` holds an unfinished write and neither flag was given.
     StoreMismatchError
         ``resume`` into a store whose shape, chunks or coordinates differ.
+    StoreLockedError
+        Another job is writing ``url`` (see :func:`~xrfsr_dask.io.unlock`).
     """
     data = validate(data)
     url, storage_options = _location(url, storage_options)
@@ -262,8 +268,17 @@ def save(
         raise ValueError("pass overwrite=True or resume=True, not both.")
     chunk_map = resolve_chunks(data, chunks)
     chunk_shape = tuple(chunk_map[d] for d in data.dims)
-    status = store_status(url, storage_options=storage_options)
     fs, root = _fs(url, storage_options)
+    with writer_lock(fs, root, url, _now()):
+        return _save_locked(data, url, chunks, chunk_shape, fs, root, overwrite, resume, storage_options, progress)
+
+
+def _save_locked(
+    data: xr.DataArray, url: str, chunks: Mapping[str, int] | None, chunk_shape: tuple[int, ...], fs: Any, root: str,
+    overwrite: bool, resume: bool, storage_options: Mapping[str, Any] | None, progress: bool,
+) -> WriteSummary:
+    """:func:`save` once this job holds the store's writer marker."""
+    status = store_status(url, storage_options=storage_options)
     if status.exists and resume and status.written_by_xrfsr:
         existing = xr.open_zarr(url, consolidated=False, storage_options=storage_options, chunks=None)
         if chunks is None:  # resume with the chunks the store was created with
@@ -632,10 +647,11 @@ def verify(
         have = set(present)
         missing = tuple(_chunk_key(i) for i in np.ndindex(grid) if i not in have)
     if repair and corrupt:
-        group = zarr.open_group(url, mode="r+", storage_options=storage_options)
-        marker = dict(group.attrs[MARKER])
-        marker.update(complete=False, repaired=_now(), removed=[key for key, _ in corrupt])
-        group.attrs[MARKER] = marker
-        for key, _ in corrupt:
-            fs.rm(f"{root.rstrip('/')}/{key}")
+        with writer_lock(fs, root, url, _now()):
+            group = zarr.open_group(url, mode="r+", storage_options=storage_options)
+            marker = dict(group.attrs[MARKER])
+            marker.update(complete=False, repaired=_now(), removed=[key for key, _ in corrupt])
+            group.attrs[MARKER] = marker
+            for key, _ in corrupt:
+                fs.rm(f"{root.rstrip('/')}/{key}")
     return VerifyReport(url, int(np.prod(grid)), len(present), corrupt, missing, bool(repair and corrupt))
