@@ -255,3 +255,43 @@ def test_a_killed_worker_costs_time_not_data(lr_series, tiny_path, tmp_path):
         assert not job.is_alive()
     assert xs.store_status(target).complete
     assert _chunk_bytes(target) == _chunk_bytes(reference)
+
+
+def test_killed_cli_job_resumes_only_missing_chunks_to_the_same_bytes(lr_series, tmp_path):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = str(tmp_path / "lr.zarr")
+    series = xs.xrf_maps(np.concatenate([lr_series.values] * 8, axis=1), elements=["Ni_K", "Mo_L"],
+                         angles=np.arange(16.0), step_nm=40.0)
+    xs.save(series, src, chunks={"y": 40, "x": 50}, progress=False)
+    command = [sys.executable, "-m", "xrfsr_dask", "enhance", src]
+    reference = str(tmp_path / "ref.zarr")
+    subprocess.run([*command, reference, "--no-progress"], check=True, capture_output=True)
+    total = xs.store_status(reference).chunks_total
+
+    target = str(tmp_path / "killed.zarr")
+    job = subprocess.Popen([*command, target, "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while xs.store_status(target).chunks_written < 8 and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.02)
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait(timeout=30)
+    before = xs.store_status(target)
+    assert job.returncode == -signal.SIGKILL, "the job finished before it could be killed"
+    assert 8 <= before.chunks_written < total and before.complete is False
+
+    again = subprocess.run([*command, target, "--no-progress"], capture_output=True, text=True, check=False)
+    assert again.returncode == 2 and "--resume" in again.stderr  # refused without --resume, store kept
+    resumed = subprocess.run([*command, target, "--resume", "--no-progress"], capture_output=True, text=True,
+                             check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    written, skipped = map(int, re.search(r"(\d+) chunks written, (\d+) already present", resumed.stdout).groups())
+    after = xs.store_status(target)
+    # Only the missing chunks were computed, plus the one a kill may have left torn.
+    assert before.chunks_written - 1 <= skipped <= before.chunks_written and written + skipped == total
+    assert after.complete and _chunk_bytes(target) == _chunk_bytes(reference)

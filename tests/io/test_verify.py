@@ -94,3 +94,17 @@ def test_cli_verify_exit_codes(stored):
     assert "corrupt  counts/c/0/0/1" in result.output and "--resume" in result.output
     result = runner.invoke(app, ["verify", str(url.parent / "nothing.zarr"), "--no-progress"])
     assert result.exit_code == 2 and "no zarr store" in result.output
+
+
+def test_resume_rewrites_a_chunk_torn_by_a_kill(stored):
+    maps, url = stored
+    # As a kill mid-write leaves it: the store unfinished, one chunk missing, one torn.
+    (url / "counts" / "c" / "0" / "0" / "0").unlink()
+    _truncate(url / "counts" / "c" / "1" / "1" / "2")
+    marker = url / "zarr.json"
+    marker.write_text(marker.read_text().replace('"complete": true', '"complete": false'))
+    assert not store_status(str(url)).complete
+    summary = save(maps, str(url), chunks={"y": 32, "x": 32}, resume=True, progress=False)
+    assert (summary.chunks_written, summary.chunks_skipped) == (2, 10)
+    assert verify(str(url), progress=False).ok
+    np.testing.assert_array_equal(open_xrf(str(url)).values, maps.values)

@@ -9,7 +9,8 @@ coordinates) and a marker in the root group's attributes::
 so a store that a crash, a kill or a full disk interrupted never looks
 finished. :func:`open_xrf` refuses such a store with
 :class:`~xrfsr_dask.errors.IncompleteStoreError`; ``save(..., resume=True)``
-writes only the chunks that are missing and then marks it complete.
+checks the chunks already there (a kill can leave the one being written
+torn), writes the missing and torn ones, and then marks the store complete.
 
 Every chunk passes through a zstd compressor and a CRC-32C checksum codec,
 so a corrupted chunk fails loudly on read instead of returning wrong counts:
@@ -284,10 +285,10 @@ def _save_locked(
         if chunks is None:  # resume with the chunks the store was created with
             chunk_shape = tuple(existing[NAME].encoding["chunks"])
         _check_matches(existing[NAME], data, chunk_shape, url)
-        done = _written_chunks(fs, root)
         if status.complete:
             total = int(np.prod(_chunk_grid(data.shape, chunk_shape)))
             return WriteSummary(url, total, 0, total)
+        done = _intact_chunks(url, storage_options, fs, root, progress)
     elif status.exists and not overwrite:
         if status.written_by_xrfsr and not status.complete:
             raise IncompleteStoreError(
@@ -310,6 +311,25 @@ def _save_locked(
         _create(data, url, chunk_shape, storage_options)
         done = set()
     return _fill(data, url, chunk_shape, done, storage_options, progress)
+
+
+def _intact_chunks(
+    url: str, storage_options: Mapping[str, Any] | None, fs: Any, root: str, progress: bool
+) -> set[tuple[int, ...]]:
+    """The chunks of an unfinished store that read back intact; torn ones are deleted.
+
+    A process killed while a chunk was being written to a file system can
+    leave that chunk truncated (S3 writes whole objects, so there it cannot
+    happen). Resuming checks every chunk present and writes the torn ones again.
+    """
+    present = sorted(_written_chunks(fs, root))
+    check = dask.delayed(_check_batch, pure=False)
+    tasks = [check(url, storage_options, present[i:i + VERIFY_BATCH]) for i in range(0, len(present), VERIFY_BATCH)]
+    torn = {key for found in _progress.compute(tasks, progress=progress, description=f"checking {url}")
+            for key, _ in found}
+    for key in torn:
+        fs.rm(f"{root.rstrip('/')}/{key}")
+    return {index for index in present if _chunk_key(index) not in torn}
 
 
 def _create(
