@@ -11,6 +11,7 @@ from xrfsr_dask.errors import (
     StoreExistsError,
     StoreLockedError,
     StoreMismatchError,
+    StoreWriteError,
     XrfsrError,
     XrfsrWarning,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "StoreExistsError",
     "StoreLockedError",
     "StoreMismatchError",
+    "StoreWriteError",
     "XrfsrError",
     "XrfsrWarning",
     "__version__",

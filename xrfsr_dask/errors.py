@@ -18,6 +18,7 @@ __all__ = [
     "StoreExistsError",
     "StoreLockedError",
     "StoreMismatchError",
+    "StoreWriteError",
     "XrfsrError",
     "XrfsrWarning",
 ]
@@ -61,6 +62,10 @@ class CorruptChunkError(XrfsrError, OSError):
 
 class StoreLockedError(XrfsrError, RuntimeError):
     """Another job is writing the destination store (its writer marker exists)."""
+
+
+class StoreWriteError(XrfsrError, OSError):
+    """Writing a store failed for good (after the storage layer's retries); it stays incomplete."""
 
 
 class StoreMismatchError(XrfsrError, ValueError):

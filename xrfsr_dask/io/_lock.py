@@ -35,6 +35,8 @@ def lock_path(root: str) -> str:
 
 
 def _read(fs: Any, path: str) -> dict[str, Any] | None:
+    # A listing cached by the file system (s3fs) may predate the marker.
+    fs.invalidate_cache(path.rsplit("/", 1)[0])
     try:
         with fs.open(path, "rb") as f:
             return json.loads(f.read().decode())

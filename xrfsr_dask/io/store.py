@@ -49,6 +49,8 @@ from xrfsr_dask.errors import (
     SourceNotFoundError,
     StoreExistsError,
     StoreMismatchError,
+    StoreWriteError,
+    XrfsrError,
 )
 from xrfsr_dask.io._lock import writer_lock
 from xrfsr_dask.schema import NAME, kind_of, validate
@@ -262,6 +264,12 @@ def save(
         ``resume`` into a store whose shape, chunks or coordinates differ.
     StoreLockedError
         Another job is writing ``url`` (see :func:`~xrfsr_dask.io.unlock`).
+    StoreWriteError
+        The storage refused a write for good (permissions, quota, a network
+        that stays down). Transient faults are retried with exponential
+        backoff first, by botocore (up to 5 attempts by default; set
+        ``storage_options={"config_kwargs": {"retries": {...}}}``) and by
+        s3fs for dropped connections. The store stays marked incomplete.
     """
     data = validate(data)
     url, storage_options = _location(url, storage_options)
@@ -271,7 +279,18 @@ def save(
     chunk_shape = tuple(chunk_map[d] for d in data.dims)
     fs, root = _fs(url, storage_options)
     with writer_lock(fs, root, url, _now()):
-        return _save_locked(data, url, chunks, chunk_shape, fs, root, overwrite, resume, storage_options, progress)
+        try:
+            return _save_locked(data, url, chunks, chunk_shape, fs, root, overwrite, resume, storage_options,
+                                progress)
+        except OSError as err:
+            if isinstance(err, XrfsrError):
+                raise
+            raise StoreWriteError(
+                f"writing {url} failed: {type(err).__name__}: {err}. Transient faults (timeouts, dropped "
+                "connections, 5xx) are retried with backoff by the storage layer before this; this one "
+                "persisted. The store stays marked incomplete: fix the cause (permissions, quota, network) "
+                "and re-run with resume=True (--resume)."
+            ) from err
 
 
 def _save_locked(
