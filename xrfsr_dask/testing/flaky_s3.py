@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["FlakyProxy", "Fault"]
+__all__ = ["Fault", "FlakyProxy"]
 
 Fault = tuple[int, str] | str | None
 """What to do with a request: ``None`` (forward), ``"drop"``, or ``(status, S3 error code)``."""
@@ -108,6 +108,6 @@ class FlakyProxy(ThreadingHTTPServer):
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.shutdown()
         self.server_close()
