@@ -45,14 +45,13 @@ from xrfsr_dask._version import __version__
 from xrfsr_dask.errors import StoreExistsError
 from xrfsr_dask.io import open_xrf, save
 from xrfsr_dask.metrics import fsc, psd, psnr
-from xrfsr_dask.phantoms import nmc_particle, nmc_volume, project
+from xrfsr_dask.phantoms import ELEMENTS, nmc_particle, nmc_volume, project
 from xrfsr_dask.probe import GaussianProbe, combined_resolution_nm, fit_probe
 from xrfsr_dask.schema import xrf_maps
 from xrfsr_dask.simulate import simulate_scan, spectrum_cube
 
 __all__ = ["OPTICS", "DemoRun", "Optic", "OpticRun", "run_demo"]
 
-ELEMENTS = ["Ni_K", "Co_K", "Mn_K", "Mo_L"]
 MODEL = "rdn-small-x2-tomo"
 """The bundled model trained on projections of 3-D particles (the 2-D-map model invents grain texture there)."""
 TRUTH_PER_STEP = 4
@@ -385,7 +384,7 @@ def run_demo(out: str | Path, *, size: int = 64, angles: int | None = None, seed
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"size": size, "rows": size // 4, "angles": n_angles, "seed": seed, "drift_nm": 40.0,
-                "counts": 2.5, "elements": ELEMENTS, "scan_mode": "fly", "model": MODEL,
+                "counts": 2.5, "elements": list(ELEMENTS), "scan_mode": "fly", "model": MODEL,
                 "algorithm": "fbp", "library_version": __version__}
     stages = _Stages(total=len(OPTICS) * 9 + 2 + int(report))
 
