@@ -17,6 +17,7 @@ __all__ = [
     "SourceNotFoundError",
     "StoreExistsError",
     "StoreLockedError",
+    "StoreMetadataError",
     "StoreMismatchError",
     "StoreWriteError",
     "XrfsrError",
@@ -70,3 +71,7 @@ class StoreWriteError(XrfsrError, OSError):
 
 class StoreMismatchError(XrfsrError, ValueError):
     """A resumed write targets a store whose layout differs from the data."""
+
+
+class StoreMetadataError(XrfsrError, ValueError):
+    """A store's zarr metadata cannot be parsed or does not describe a readable array."""

@@ -454,7 +454,7 @@ def _check_spacing_attr(attrs: Mapping[str, Any], key: str, size: int) -> list[f
     value = attrs.get(key)
     try:
         values = [float(v) for v in value]  # type: ignore[union-attr]
-    except TypeError:
+    except (TypeError, ValueError):  # not a list, or one of text: both refused below
         values = []
     if len(values) != size or not all(math.isfinite(v) and v > 0 for v in values):
         raise SchemaError(

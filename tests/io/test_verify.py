@@ -76,11 +76,29 @@ def test_verify_repair_resume_restores_identical_bytes(stored):
     np.testing.assert_array_equal(open_xrf(str(url)).values, maps.values)
 
 
-def test_missing_chunk_of_a_complete_store_reported(stored):
-    _, url = stored
+def test_missing_chunk_of_a_complete_store_named_on_read_and_restored(stored):
+    maps, url = stored
     (url / "counts" / "c" / "0" / "0" / "0").unlink()
+    # Read as the fill value it would be NaN counts; the store says complete, so it is an error.
+    data = open_xrf(str(url))
+    np.testing.assert_array_equal(data.sel(element="Mo_L").values, maps.sel(element="Mo_L").values)
+    with pytest.raises(CorruptChunkError, match=r"counts/c/0/0/0 are missing from a store marked complete"):
+        np.asarray(data.sel(element="Ni_K"))
     report = verify(str(url), progress=False)
     assert report.missing == ("counts/c/0/0/0",) and not report.corrupt and not report.ok
+
+    assert verify(str(url), repair=True, progress=False).repaired
+    summary = save(maps, str(url), chunks={"y": 32, "x": 32}, resume=True, progress=False)
+    assert (summary.chunks_written, summary.chunks_skipped) == (1, 11)
+    np.testing.assert_array_equal(open_xrf(str(url)).values, maps.values)
+
+
+def test_nan_regions_of_a_complete_store_read_as_written(tmp_path):
+    counts = np.ones((1, 8, 8), np.float32)
+    counts[0, :4, :4] = np.nan  # a whole chunk of NaN (beam lost) is data, not a missing chunk
+    maps = xrf_maps(counts, elements=["Ni_K"], step_nm=10.0)
+    save(maps, str(tmp_path / "nan.zarr"), chunks={"y": 4, "x": 4}, progress=False)
+    np.testing.assert_array_equal(open_xrf(str(tmp_path / "nan.zarr")).values, counts)
 
 
 def test_cli_verify_exit_codes(stored):

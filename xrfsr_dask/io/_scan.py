@@ -20,10 +20,25 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from xrfsr_dask.errors import IngestError, NonFiniteCountsError, XrfsrWarning
+from xrfsr_dask.errors import (
+    IngestError,
+    NonFiniteCountsError,
+    SchemaError,
+    XrfsrWarning,
+)
 from xrfsr_dask.schema import emission_energy_kev, xrf_maps
 
-__all__ = ["Elements", "NonFinite", "ScanHeader", "grid_from_positions", "maps_from_header", "series_from_headers"]
+__all__ = [
+    "Elements",
+    "NonFinite",
+    "ScanHeader",
+    "distinct_names",
+    "finite_float",
+    "finite_or_none",
+    "grid_from_positions",
+    "maps_from_header",
+    "series_from_headers",
+]
 
 Elements = Sequence[str] | Literal["lines", "all"]
 NonFinite = Literal["raise", "keep"]
@@ -77,6 +92,14 @@ def grid_from_positions(
         )
     first = np.take(positions, 0, axis=axis).mean()
     last = np.take(positions, n - 1, axis=axis).mean()
+    if not (np.isfinite(first) and np.isfinite(last)):
+        edge = "row" if axis == 0 else "column"
+        raise IngestError(
+            f"{path}: {name} positions of the first or last {edge} are NaN or infinite "
+            f"(mean {first:.6g} and {last:.6g} nm), so the {name} step cannot be inferred; "
+            "check the position arrays (encoder dropouts), or crop the scan to the rows and "
+            "columns whose positions were recorded."
+        )
     step = (last - first) / (n - 1)
     if not (np.isfinite(step) and step != 0):
         raise IngestError(
@@ -90,6 +113,8 @@ def grid_from_positions(
 
 def select_channels(header: ScanHeader, elements: Elements) -> list[int]:
     """Indices of the channels to keep: emission lines, all, or a named list."""
+    if not header.channels:
+        raise IngestError(f"{header.path}: the file holds no maps (0 channels); nothing to read.")
     if elements == "all":
         return list(range(len(header.channels)))
     if elements == "lines":
@@ -102,6 +127,8 @@ def select_channels(header: ScanHeader, elements: Elements) -> list[int]:
         return picked
     if isinstance(elements, str):
         raise IngestError(f"elements={elements!r}; pass 'lines', 'all' or a list of channel names.")
+    if not elements:
+        raise IngestError(f"elements={elements!r} selects no channel; pass 'lines', 'all' or channel names.")
     missing = [e for e in elements if e not in header.channels]
     if missing:
         raise IngestError(
@@ -147,6 +174,13 @@ def _load(header: ScanHeader, indices: Sequence[int], normalize: str | None, non
     return np.ascontiguousarray(maps)
 
 
+def _require_scaler(header: ScanHeader, name: str) -> None:
+    if name not in header.scalers or header.load_scaler is None:
+        raise IngestError(
+            f"{header.path}: no scaler {name!r} to normalise by; scalers in the file: {list(header.scalers)}."
+        )
+
+
 def _normalisation(header: ScanHeader, name: str) -> np.ndarray:
     """Factor ``mean(scaler) / scaler``: counts at the mean incident flux.
 
@@ -155,11 +189,8 @@ def _normalisation(header: ScanHeader, name: str) -> np.ndarray:
     negative (beam lost) become NaN and are reported like any other
     non-finite count rather than silently patched.
     """
-    if name not in header.scalers or header.load_scaler is None:
-        raise IngestError(
-            f"{header.path}: no scaler {name!r} to normalise by; scalers in the file: {list(header.scalers)}."
-        )
-    scaler = np.asarray(header.load_scaler(name), dtype=np.float64)
+    _require_scaler(header, name)
+    scaler = np.asarray(header.load_scaler(name), dtype=np.float64)  # type: ignore[misc]
     good = scaler > 0
     if not good.any():
         raise IngestError(f"{header.path}: scaler {name!r} is zero or negative everywhere; cannot normalise.")
@@ -191,15 +222,18 @@ def maps_from_header(
     """Read one scan into a ``(element, y, x)`` DataArray (in memory)."""
     indices = select_channels(header, elements)
     maps = _load(header, indices, normalize, nonfinite)
-    return xrf_maps(
-        maps,
-        elements=[header.channels[i] for i in indices],
-        step_nm=header.step_nm,
-        origin_nm=header.origin_nm,
-        **_scan_attrs(header, normalize),
-        operation=operation,
-        parameters=parameters,
-    )
+    try:
+        return xrf_maps(
+            maps,
+            elements=[header.channels[i] for i in indices],
+            step_nm=header.step_nm,
+            origin_nm=header.origin_nm,
+            **_scan_attrs(header, normalize),
+            operation=operation,
+            parameters=parameters,
+        )
+    except SchemaError as err:  # refused by the data model, not by a reader check: name the file
+        raise SchemaError(f"{header.path}: {err}") from err
 
 
 def _check_series(headers: Sequence[ScanHeader], names: Sequence[str]) -> None:
@@ -273,6 +307,9 @@ def series_from_headers(
     indices = select_channels(first, elements)
     names = [first.channels[i] for i in indices]
     _check_series(headers, names)
+    if normalize is not None:  # now, not when the maps are read (that may be halfway through a write)
+        for h in headers:
+            _require_scaler(h, normalize)
     angle_values = _angles(headers, angles)
     planes = []
     for h in headers:
@@ -280,21 +317,59 @@ def series_from_headers(
         block = dask.delayed(_load)(h, own, normalize, nonfinite)
         planes.append(dsa.from_delayed(block, shape=(len(names), *first.shape), dtype=np.float32))
     counts = dsa.stack(planes, axis=1)
-    series = xrf_maps(
-        counts,
-        elements=names,
-        step_nm=tuple(float(np.mean([h.step_nm[i] for h in headers])) for i in (0, 1)),
-        origin_nm=first.origin_nm,
-        angles=angle_values,
-        **_scan_attrs(first, normalize),
-        operation=operation,
-        parameters=parameters,
-    )
+    try:
+        series = xrf_maps(
+            counts,
+            elements=names,
+            step_nm=tuple(float(np.mean([h.step_nm[i] for h in headers])) for i in (0, 1)),
+            origin_nm=first.origin_nm,
+            angles=angle_values,
+            **_scan_attrs(first, normalize),
+            operation=operation,
+            parameters=parameters,
+        )
+    except SchemaError as err:
+        where = first.path if len(headers) == 1 else f"series {first.path} ... {headers[-1].path}"
+        raise SchemaError(f"{where}: {err}") from err
     origins = np.array([h.origin_nm for h in headers])
     return series.assign_coords(
         y_origin=("angle", origins[:, 0], {"units": "nm", "long_name": "scan origin y of each projection"}),
         x_origin=("angle", origins[:, 1], {"units": "nm", "long_name": "scan origin x of each projection"}),
     )
+
+
+def distinct_names(names: Sequence[Any], where: str, fix: str) -> tuple[str, ...]:
+    """``names`` as a tuple, refused unless each is non-blank text and none repeats.
+
+    The :class:`IngestError` names ``where`` the names were read and ``fix``,
+    what to do about it.
+    """
+    blank = [i for i, name in enumerate(names) if not (isinstance(name, str) and name.strip())]
+    if blank:
+        raise IngestError(
+            f"{where} has blank or non-text names at indices {blank} ({[names[i] for i in blank[:5]]!r}); "
+            f"every map needs a name. {fix}"
+        )
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise IngestError(f"{where} names {repeated} more than once; names must be unique. {fix}")
+    return tuple(names)
+
+
+def finite_float(value: Any, path: str, where: str, fix: str) -> float:
+    """``value`` (a number, a one-element array or a numeric string) as a finite float.
+
+    Anything else is an :class:`IngestError` naming the file, ``where`` the
+    value was found, and ``fix``, what to do about it.
+    """
+    try:
+        item = np.ravel(value)[0] if np.size(value) == 1 else None
+        number = math.nan if item is None or np.iscomplexobj(item) else float(item)
+    except (TypeError, ValueError, OverflowError):  # text, records, ragged lists, huge integers
+        number = math.nan
+    if not math.isfinite(number):
+        raise IngestError(f"{path}: {where} = {value!r}; expected a finite number. {fix}")
+    return number
 
 
 def finite_or_none(value: Any) -> float | None:

@@ -14,7 +14,14 @@ import h5py
 import xarray as xr
 
 from xrfsr_dask.errors import IngestError, SourceNotFoundError
-from xrfsr_dask.io._scan import Elements, NonFinite, ScanHeader, maps_from_header, series_from_headers
+from xrfsr_dask.io._scan import (
+    Elements,
+    NonFinite,
+    ScanHeader,
+    maps_from_header,
+    series_from_headers,
+)
+from xrfsr_dask.io.hdf5 import open_hdf5
 from xrfsr_dask.io.maps import maps_header
 from xrfsr_dask.io.pyxrf import pyxrf_header
 from xrfsr_dask.io.store import WriteSummary, save
@@ -43,7 +50,7 @@ def detect_format(path: str | Path) -> str:
             f"{path}: not HDF5 and not TIFF; supported inputs are PyXRF HDF5 ('xrfmap/...'), "
             "MAPS HDF5 ('MAPS/...') and multi-page TIFF with a sidecar."
         )
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path) as f:
         keys = list(f.keys())
     for root, name in _HDF5_ROOTS.items():
         if root in keys:

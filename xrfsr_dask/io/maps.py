@@ -38,8 +38,18 @@ import h5py
 import numpy as np
 
 from xrfsr_dask.errors import IngestError, SourceNotFoundError
-from xrfsr_dask.io._scan import ScanHeader, grid_from_positions
-from xrfsr_dask.io.hdf5 import decode_names, layout_error, nm_per_unit, require
+from xrfsr_dask.io._scan import ScanHeader, finite_float, grid_from_positions
+from xrfsr_dask.io.hdf5 import (
+    channel_names,
+    dataset,
+    has,
+    layout_error,
+    nm_per_unit,
+    open_hdf5,
+    read_names,
+    read_planes,
+    require,
+)
 
 __all__ = ["DEFAULT_POSITION_UNITS", "maps_header"]
 
@@ -58,14 +68,14 @@ def _layout(f: h5py.File, analysis: Analysis, path: Path) -> dict[str, str]:
         raise IngestError(f"analysis={analysis!r}; expected 'auto', 'fitted', 'nnls' or 'roi'.")
     for name in order:
         v10 = f"MAPS/XRF_Analyzed/{_V10[name]}"
-        if f"{v10}/Counts_Per_Sec" in f:
+        if has(f, f"{v10}/Counts_Per_Sec"):
             return {
                 "counts": f"{v10}/Counts_Per_Sec", "names": f"{v10}/Channel_Names",
                 "scalers": "MAPS/Scalers/Values", "scaler_names": "MAPS/Scalers/Names",
                 "x": "MAPS/Scan/x_axis", "y": "MAPS/Scan/y_axis", "theta": "MAPS/Scan/theta",
                 "pvs": "MAPS/Scan/Extra_PVs", "units": "counts/s",
             }
-        if f"MAPS/{_V9[name]}" in f:
+        if has(f, f"MAPS/{_V9[name]}"):
             return {
                 "counts": f"MAPS/{_V9[name]}", "names": "MAPS/channel_names",
                 "scalers": "MAPS/scalers", "scaler_names": "MAPS/scaler_names",
@@ -78,25 +88,35 @@ def _layout(f: h5py.File, analysis: Analysis, path: Path) -> dict[str, str]:
 
 def _pv_value(f: h5py.File, key: str, pv: str, path: Path) -> float:
     """Value of the EPICS PV ``pv`` among the file's extra PVs."""
-    if key not in f:
+    if not has(f, key):
         raise layout_error(f, path, [key], [key])
     if isinstance(f[key], h5py.Group):
-        names = decode_names(f[f"{key}/Names"][()])
-        values = decode_names(f[f"{key}/Values"][()])
+        require(f, path, f"{key}/Names", f"{key}/Values")
+        names = read_names(f, path, f"{key}/Names")
+        values = read_names(f, path, f"{key}/Values")
     else:
-        table = f[key][()]
-        names, values = decode_names(table[0]), decode_names(table[1])
+        table = read_names(f, path, key)
+        shape = f[key].shape
+        if len(shape) != 2 or shape[0] < 2:
+            raise IngestError(
+                f"{path}: {key} has shape {shape}; expected a table (>= 2, n_pvs) whose rows 0 and 1 "
+                "hold the PV names and values. Pass the angles yourself (angles=[...]) instead of theta_pv."
+            )
+        names, values = table[: shape[1]], table[shape[1]: 2 * shape[1]]
+    if len(names) != len(values):
+        raise IngestError(
+            f"{path}: {key} has {len(names)} PV names but {len(values)} values; expected one value per "
+            "name. Pass the angles yourself (angles=[...]) instead of theta_pv."
+        )
     if pv not in names:
         raise IngestError(f"{path}: theta PV {pv!r} is not among the {len(names)} extra PVs in {key}.")
-    try:
-        return float(values[names.index(pv)])
-    except ValueError:
-        raise IngestError(f"{path}: PV {pv!r} has value {values[names.index(pv)]!r}, not a number.") from None
+    return finite_float(values[names.index(pv)], str(path), f"PV {pv!r} in {key}",
+                        "Pass the angles yourself (angles=[...]) or another theta_pv.")
 
 
 def _axis(f: h5py.File, key: str, shape: tuple[int, int], axis: int, path: Path) -> np.ndarray:
     """Positions from a 1-D or 2-D dataset, broadcastable to the map ``shape``."""
-    values = np.asarray(f[key][()], dtype=np.float64)
+    values = np.asarray(dataset(f, path, key, "numbers")[()], dtype=np.float64)
     if values.ndim == 2 and values.shape == shape:
         return values
     values = values.ravel()
@@ -133,14 +153,14 @@ def maps_header(
     if not path.is_file():
         raise SourceNotFoundError(f"MAPS file not found: {path}")
     scale = nm_per_unit(position_units)
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path) as f:
         keys = _layout(f, analysis, path)
         require(f, path, keys["counts"], keys["names"], keys["x"], keys["y"])
-        counts = f[keys["counts"]]
+        counts = dataset(f, path, keys["counts"], "counts")
         if counts.ndim != 3:
             raise IngestError(f"{path}: {keys['counts']} has shape {counts.shape}; expected (n_channels, ny, nx).")
         n_channels, ny, nx = (int(n) for n in counts.shape)
-        channels = decode_names(f[keys["names"]][()])
+        channels = channel_names(f, path, keys["names"])
         if len(channels) != n_channels:
             raise IngestError(
                 f"{path}: {keys['counts']} has {n_channels} maps but {keys['names']} has {len(channels)} names."
@@ -150,26 +170,27 @@ def maps_header(
         y0, dy, flip_y = grid_from_positions(y_axis, 0, scale, str(path), "y")
         x0, dx, flip_x = grid_from_positions(x_axis, 1, scale, str(path), "x")
         scalers: tuple[str, ...] = ()
-        if keys["scalers"] in f and keys["scaler_names"] in f:
-            scalers = decode_names(f[keys["scaler_names"]][()])
+        if has(f, keys["scalers"]) and has(f, keys["scaler_names"]):
+            scalers = read_names(f, path, keys["scaler_names"])
         if theta_pv is not None:
             angle: float | None = _pv_value(f, keys["pvs"], theta_pv, path)
-        elif keys["theta"] and keys["theta"] in f:
-            angle = float(np.ravel(f[keys["theta"]][()])[0])
+        elif keys["theta"] and has(f, keys["theta"]):
+            theta = np.ravel(dataset(f, path, keys["theta"], "numbers")[()])[:1]  # the first, as written
+            angle = finite_float(theta, str(path), keys["theta"],
+                                 "Pass angles=[...] (xrfsr ingest --angles) or theta_pv=... instead.")
         else:
             angle = None
 
     def load(indices: Sequence[int]) -> np.ndarray:
-        with h5py.File(path, "r") as f:
-            data = f[keys["counts"]]
-            return np.stack([data[i] for i in indices])
+        return read_planes(path, keys["counts"], indices)
 
     def load_scaler(name: str) -> np.ndarray:
-        with h5py.File(path, "r") as f:
-            values = f[keys["scalers"]]
-            if values.shape[1:] != (ny, nx):
+        with open_hdf5(path) as f:
+            values = dataset(f, path, keys["scalers"], "counts")
+            if values.shape != (len(scalers), ny, nx):
                 raise IngestError(
-                    f"{path}: {keys['scalers']} has shape {values.shape}; expected (n_scalers, {ny}, {nx})."
+                    f"{path}: {keys['scalers']} has shape {values.shape}; expected ({len(scalers)}, {ny}, {nx}): "
+                    f"one map per name in {keys['scaler_names']} {list(scalers)}."
                 )
             return values[scalers.index(name)]
 

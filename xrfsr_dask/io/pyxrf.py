@@ -28,8 +28,22 @@ import h5py
 import numpy as np
 
 from xrfsr_dask.errors import IngestError, SourceNotFoundError
-from xrfsr_dask.io._scan import ScanHeader, finite_or_none, grid_from_positions
-from xrfsr_dask.io.hdf5 import decode_names, nm_per_unit, require
+from xrfsr_dask.io._scan import (
+    ScanHeader,
+    finite_float,
+    finite_or_none,
+    grid_from_positions,
+)
+from xrfsr_dask.io.hdf5 import (
+    channel_names,
+    dataset,
+    has,
+    nm_per_unit,
+    open_hdf5,
+    read_names,
+    read_planes,
+    require,
+)
 
 __all__ = ["pyxrf_header"]
 
@@ -37,7 +51,7 @@ _THETA_UNITS = {"deg": 1.0, "mdeg": 1e-3}
 
 
 def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _angle(meta: h5py.AttributeManager, path: Path) -> float | None:
@@ -48,7 +62,9 @@ def _angle(meta: h5py.AttributeManager, path: Path) -> float | None:
         raise IngestError(
             f"{path}: xrfmap/scan_metadata param_theta_units = {units!r}; expected 'deg' or 'mdeg'."
         )
-    return float(meta["param_theta"]) * _THETA_UNITS[units]
+    theta = finite_float(meta["param_theta"], str(path), "xrfmap/scan_metadata attribute param_theta",
+                         "Pass angles=[...] (xrfsr ingest --angles) to give the angles yourself.")
+    return theta * _THETA_UNITS[units]
 
 
 def pyxrf_header(
@@ -70,17 +86,17 @@ def pyxrf_header(
         raise SourceNotFoundError(f"PyXRF file not found: {path}")
     scale = nm_per_unit(position_units)
     fit_key = f"xrfmap/{detector}/xrf_fit"
-    with h5py.File(path, "r") as f:
-        require(f, path, fit_key, f"xrfmap/{detector}/xrf_fit_name", "xrfmap/positions/pos",
-                      "xrfmap/positions/name")
-        n_channels, ny, nx = _fit_shape(f[fit_key], path, fit_key)
-        channels = decode_names(f[f"xrfmap/{detector}/xrf_fit_name"][()])
+    names_key = f"xrfmap/{detector}/xrf_fit_name"
+    with open_hdf5(path) as f:
+        require(f, path, fit_key, names_key, "xrfmap/positions/pos", "xrfmap/positions/name")
+        n_channels, ny, nx = _fit_shape(dataset(f, path, fit_key, "counts"), path, fit_key)
+        channels = channel_names(f, path, names_key)
         if len(channels) != n_channels:
             raise IngestError(
                 f"{path}: {fit_key} has {n_channels} maps but xrf_fit_name has {len(channels)} names."
             )
-        pos = f["xrfmap/positions/pos"][()]
-        pos_names = decode_names(f["xrfmap/positions/name"][()])
+        pos = dataset(f, path, "xrfmap/positions/pos", "numbers")[()]
+        pos_names = read_names(f, path, "xrfmap/positions/name")
         if pos.shape != (len(pos_names), ny, nx) or not {"x_pos", "y_pos"} <= set(pos_names):
             raise IngestError(
                 f"{path}: xrfmap/positions/pos has shape {pos.shape} with names {pos_names}; "
@@ -89,24 +105,24 @@ def pyxrf_header(
         y0, dy, flip_y = grid_from_positions(pos[pos_names.index("y_pos")], 0, scale, str(path), "y")
         x0, dx, flip_x = grid_from_positions(pos[pos_names.index("x_pos")], 1, scale, str(path), "x")
         scalers: tuple[str, ...] = ()
-        if "xrfmap/scalers/name" in f and "xrfmap/scalers/val" in f:
-            scalers = decode_names(f["xrfmap/scalers/name"][()])
-        meta = f["xrfmap/scan_metadata"].attrs if "xrfmap/scan_metadata" in f else {}
+        if has(f, "xrfmap/scalers/name") and has(f, "xrfmap/scalers/val"):
+            scalers = read_names(f, path, "xrfmap/scalers/name")
+        meta = f["xrfmap/scan_metadata"].attrs if has(f, "xrfmap/scan_metadata") else {}
         angle = _angle(meta, path) if meta else None
         dwell = finite_or_none(meta.get("param_dwell")) if meta else None
         scan_type = _text(meta.get("param_type", "")) if meta else ""
 
     def load(indices: Sequence[int]) -> np.ndarray:
-        with h5py.File(path, "r") as f:
-            data = f[fit_key]
-            return np.stack([data[i] for i in indices])
+        return read_planes(path, fit_key, indices)
 
     def load_scaler(name: str) -> np.ndarray:
-        with h5py.File(path, "r") as f:
-            values = f["xrfmap/scalers/val"]
-            if values.shape[:2] != (ny, nx):
+        key = "xrfmap/scalers/val"
+        with open_hdf5(path) as f:
+            values = dataset(f, path, key, "counts")
+            if values.shape != (ny, nx, len(scalers)):
                 raise IngestError(
-                    f"{path}: xrfmap/scalers/val has shape {values.shape}; expected ({ny}, {nx}, n_scalers)."
+                    f"{path}: {key} has shape {values.shape}; expected ({ny}, {nx}, {len(scalers)}): "
+                    f"one map per name in xrfmap/scalers/name {list(scalers)}."
                 )
             return values[:, :, scalers.index(name)]
 

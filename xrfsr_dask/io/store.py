@@ -25,6 +25,7 @@ command that wrote it with ``--resume`` rewrites exactly those.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import itertools
@@ -46,8 +47,10 @@ from xrfsr_dask._version import __version__
 from xrfsr_dask.errors import (
     CorruptChunkError,
     IncompleteStoreError,
+    SchemaError,
     SourceNotFoundError,
     StoreExistsError,
+    StoreMetadataError,
     StoreMismatchError,
     StoreWriteError,
     XrfsrError,
@@ -143,21 +146,49 @@ def store_status(url: str, *, storage_options: Mapping[str, Any] | None = None) 
     """Completeness of the store at ``url``, from its metadata and chunk keys.
 
     Nothing but ``zarr.json`` documents and the key listing is read.
+
+    Raises
+    ------
+    StoreMetadataError
+        A ``zarr.json`` there cannot be parsed or describes no valid array.
     """
     url, storage_options = _location(url, storage_options)
     fs, root = _fs(url, storage_options)
     if not fs.exists(f"{root}/zarr.json"):
         return StoreStatus(url, False, False, None, 0, 0)
-    group = zarr.open_group(url, mode="r", storage_options=storage_options)
-    marker = group.attrs.get(MARKER)
-    total = written = 0
-    if NAME in group:
-        array = group[NAME]
-        total = int(np.prod(_chunk_grid(array.shape, array.chunks)))
+    with _metadata_errors(url):
+        group = zarr.open_group(url, mode="r", storage_options=storage_options)
+        marker = group.attrs.get(MARKER)
+        array = group[NAME] if NAME in group else None
+        total = 0 if array is None else int(np.prod(_chunk_grid(array.shape, array.chunks)))
+    written = 0
+    if array is not None:
         written = len(_written_chunks(fs, root))
     if not isinstance(marker, Mapping):
         return StoreStatus(url, True, False, None, written, total)
     return StoreStatus(url, True, True, bool(marker.get("complete")), written, total)
+
+
+@contextlib.contextmanager
+def _metadata_errors(url: str) -> Any:
+    """Report a store whose metadata zarr or xarray cannot make sense of as :class:`StoreMetadataError`.
+
+    Garbage or hand-edited ``zarr.json`` documents (bad JSON, an unknown dtype
+    or codec, a shape that disagrees with the coordinates, missing dimension
+    names) fail deep inside zarr or xarray with a bare ``ValueError``,
+    ``TypeError`` or ``KeyError``; this names the store instead. The
+    library's own errors pass through.
+    """
+    try:
+        yield
+    except XrfsrError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError) as err:
+        raise StoreMetadataError(
+            f"{url}: its zarr metadata cannot be read ({type(err).__name__}: {err}). A zarr.json document "
+            "there is damaged or was edited by hand; restore the store from a copy, or re-create it from its "
+            "source with overwrite=True (--overwrite)."
+        ) from err
 
 
 def resolve_chunks(obj: xr.DataArray, chunks: Mapping[str, int] | None) -> dict[str, int]:
@@ -298,12 +329,18 @@ def _save_locked(
     overwrite: bool, resume: bool, storage_options: Mapping[str, Any] | None, progress: bool,
 ) -> WriteSummary:
     """:func:`save` once this job holds the store's writer marker."""
-    status = store_status(url, storage_options=storage_options)
+    try:
+        status = store_status(url, storage_options=storage_options)
+    except StoreMetadataError:
+        if not overwrite or resume:
+            raise
+        status = StoreStatus(url, True, False, None, 0, 0)  # unreadable: replaced like any other store
     if status.exists and resume and status.written_by_xrfsr:
-        existing = xr.open_zarr(url, consolidated=False, storage_options=storage_options, chunks=None)
-        if chunks is None:  # resume with the chunks the store was created with
-            chunk_shape = tuple(existing[NAME].encoding["chunks"])
-        _check_matches(existing[NAME], data, chunk_shape, url)
+        with _metadata_errors(url):
+            existing = xr.open_zarr(url, consolidated=False, storage_options=storage_options, chunks=None)[NAME]
+            if chunks is None:  # resume with the chunks the store was created with
+                chunk_shape = tuple(existing.encoding["chunks"])
+        _check_matches(existing, data, chunk_shape, url)
         if status.complete:
             total = int(np.prod(_chunk_grid(data.shape, chunk_shape)))
             return WriteSummary(url, total, 0, total)
@@ -433,15 +470,20 @@ def _chunk_error(array: zarr.Array, index: tuple[int, ...]) -> str | None:
 
 
 class _CheckedChunks:
-    """The stored counts as an array for ``dask.array.from_array``, naming the chunk when a read fails."""
+    """The stored counts as an array for ``dask.array.from_array``, naming the chunk when a read fails.
 
-    def __init__(self, array: zarr.Array, url: str) -> None:
-        self.array, self.url = array, url
+    In a store marked complete every chunk was written, so a block that reads
+    NaN (the fill value of an absent chunk) is checked for absent chunks: a
+    chunk deleted or lost in a copy is an error, not a silent NaN region.
+    """
+
+    def __init__(self, array: zarr.Array, url: str, storage_options: Mapping[str, Any] | None, complete: bool) -> None:
+        self.array, self.url, self.storage_options, self.complete = array, url, storage_options, complete
         self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
 
     def __getitem__(self, selection: tuple[slice, ...]) -> np.ndarray:
         try:
-            return self.array[selection]
+            block = self.array[selection]
         except (ValueError, RuntimeError) as err:
             bad = self._bad_chunks(selection)
             if not bad:  # every chunk reads now: a transient failure, not corruption
@@ -452,25 +494,42 @@ class _CheckedChunks:
                 "verify(url, repair=True)) to remove them, then re-run the command that wrote the store "
                 "with --resume to rewrite them."
             ) from err
+        if self.complete and np.isnan(block).any():
+            fs, root = _fs(self.url, self.storage_options)
+            absent = [_chunk_key(i) for i in self._indices(selection) if not fs.exists(f"{root}/{_chunk_key(i)}")]
+            if absent:
+                raise CorruptChunkError(
+                    f"{self.url}: chunk(s) {', '.join(absent)} are missing from a store marked complete (deleted, "
+                    f"or lost in a copy). Run `xrfsr verify {self.url} --repair` (or verify(url, repair=True)) "
+                    "to mark the store incomplete, then re-run the command that wrote it with --resume."
+                )
+        return block
 
-    def _bad_chunks(self, selection: tuple[slice, ...]) -> list[tuple[str, str]]:
+    def _indices(self, selection: tuple[slice, ...]) -> Any:
+        """Indices of the chunks that ``selection`` touches."""
         ranges = [
             range(sl.start // c, -(-sl.stop // c)) if isinstance(sl, slice) else range(sl // c, sl // c + 1)
             for sl, c in zip(selection, self.array.chunks, strict=True)
         ]
+        return itertools.product(*ranges)
+
+    def _bad_chunks(self, selection: tuple[slice, ...]) -> list[tuple[str, str]]:
         bad = []
-        for index in itertools.product(*ranges):
+        for index in self._indices(selection):
             reason = _chunk_error(self.array, index)
             if reason is not None:
                 bad.append((_chunk_key(index), reason))
         return bad
 
 
-def _checked(counts: xr.DataArray, url: str, storage_options: Mapping[str, Any] | None) -> xr.DataArray:
+def _checked(
+    counts: xr.DataArray, url: str, storage_options: Mapping[str, Any] | None, complete: bool
+) -> xr.DataArray:
     array = zarr.open_array(url, path=NAME, mode="r", storage_options=storage_options)
     chunks = counts.data.chunks if isinstance(counts.data, dsa.Array) else array.chunks
-    name = f"open-xrf-{dask.base.tokenize(url, array.metadata.to_dict(), chunks)}"
-    data = dsa.from_array(_CheckedChunks(array, url), chunks=chunks, name=name, asarray=True)
+    name = f"open-xrf-{dask.base.tokenize(url, array.metadata.to_dict(), chunks, complete)}"
+    reader = _CheckedChunks(array, url, storage_options, complete)
+    data = dsa.from_array(reader, chunks=chunks, name=name, asarray=True)
     return counts.copy(data=data)
 
 
@@ -506,6 +565,9 @@ def open_xrf(
         No zarr store at ``url``.
     IncompleteStoreError
         The store was not marked complete and ``allow_incomplete`` is false.
+    StoreMetadataError
+        The store's ``zarr.json`` documents are damaged (unparseable, or
+        describing an array zarr or xarray cannot open).
     """
     url, storage_options = _location(url, storage_options)
     status = store_status(url, storage_options=storage_options)
@@ -520,16 +582,21 @@ def open_xrf(
             "the command that wrote it with --resume (save(..., resume=True)), or pass "
             "allow_incomplete=True to inspect it."
         )
-    ds = xr.open_zarr(
-        url,
-        consolidated=False,
-        zarr_format=3,
-        chunks=dict(chunks) if chunks else {},
-        storage_options=storage_options,
-    )
-    if NAME not in ds.data_vars:
-        return validate(ds)  # raises, naming what the store holds instead
-    return validate(_in_memory_coords(_checked(ds[NAME], url, storage_options)))
+    with _metadata_errors(url):
+        ds = xr.open_zarr(
+            url,
+            consolidated=False,
+            zarr_format=3,
+            chunks=dict(chunks) if chunks else {},
+            storage_options=storage_options,
+        )
+        counts = ds  # without a counts variable, validate raises, naming what the store holds instead
+        if NAME in ds.data_vars:
+            counts = _in_memory_coords(_checked(ds[NAME], url, storage_options, status.complete is True))
+    try:
+        return validate(counts)
+    except SchemaError as err:  # attributes edited or written by another tool: name the store
+        raise SchemaError(f"{url}: {err}") from err
 
 
 def _in_memory_coords(obj: xr.DataArray) -> xr.DataArray:
@@ -685,12 +752,13 @@ def verify(
     if status.complete:
         have = set(present)
         missing = tuple(_chunk_key(i) for i in np.ndindex(grid) if i not in have)
-    if repair and corrupt:
+    repaired = bool(repair and (corrupt or missing))
+    if repaired:  # marked incomplete, a resume rewrites the removed and the missing chunks
         with writer_lock(fs, root, url, _now()):
             group = zarr.open_group(url, mode="r+", storage_options=storage_options)
             marker = dict(group.attrs[MARKER])
-            marker.update(complete=False, repaired=_now(), removed=[key for key, _ in corrupt])
+            marker.update(complete=False, repaired=_now(), removed=[key for key, _ in corrupt], missing=list(missing))
             group.attrs[MARKER] = marker
             for key, _ in corrupt:
                 fs.rm(f"{root.rstrip('/')}/{key}")
-    return VerifyReport(url, int(np.prod(grid)), len(present), corrupt, missing, bool(repair and corrupt))
+    return VerifyReport(url, int(np.prod(grid)), len(present), corrupt, missing, repaired)
