@@ -93,3 +93,11 @@ def test_marker_of_another_host_needs_unlock(tmp_path, series):
 
 def test_lock_marker_sits_beside_the_store():
     assert lock_path("bucket/a/series.zarr/") == "bucket/a/series.zarr.writer.json"
+
+
+def test_store_in_a_folder_that_does_not_exist_yet(tmp_path, series):
+    # The marker is created before the store; both land in the folders save creates, and the marker goes.
+    url = tmp_path / "run" / "2026-12-01" / "series.zarr"
+    save(series, str(url), progress=False)
+    np.testing.assert_array_equal(open_xrf(str(url)).values, series.values)
+    assert not (url.parent / "series.zarr.writer.json").exists()

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from xrfsr_dask.errors import StoreLockedError
 
@@ -65,6 +66,8 @@ def _describe(holder: Mapping[str, Any]) -> str:
 
 def _create(fs: Any, path: str, owner: Mapping[str, Any]) -> bool:
     """Create the marker if there is none; True when this call created it."""
+    if isinstance(fs, LocalFileSystem):  # the marker comes before the store, whose folders zarr would create
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     try:
         with fs.open(path, "xb") as f:
             f.write(json.dumps(owner).encode())

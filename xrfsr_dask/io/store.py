@@ -317,10 +317,10 @@ def save(
             if isinstance(err, XrfsrError):
                 raise
             raise StoreWriteError(
-                f"writing {url} failed: {type(err).__name__}: {err}. Transient faults (timeouts, dropped "
-                "connections, 5xx) are retried with backoff by the storage layer before this; this one "
-                "persisted. The store stays marked incomplete: fix the cause (permissions, quota, network) "
-                "and re-run with resume=True (--resume)."
+                f"writing {url} failed: {type(err).__name__}: {err} (reading the input or writing the store). "
+                "Transient faults (timeouts, dropped connections, 5xx) are retried with backoff by the storage "
+                "layer before this; this one persisted. The store stays marked incomplete: fix the cause "
+                "(permissions, quota, network) and re-run with resume=True (--resume)."
             ) from err
 
 
