@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo-output
 
-.PHONY: install demo test clean
+.PHONY: install demo test clean gpu-wheels
 
 install: $(STAMP)
 
@@ -24,6 +24,14 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# For a GPU machine that is offline and lacks dask, zarr and the readers (benchmarks/gpu_check.sh):
+# Python 3.12 wheels into the ignored .whl/, which the device tool carries there.
+gpu-wheels: install
+	mkdir -p .whl
+	cp ../shared/device/wheels/*.whl .whl/
+	$(BIN)/python -m pip download --disable-pip-version-check -q --python-version 3.12 --only-binary=:all: \
+		--no-deps -d .whl -r benchmarks/gpu-wheels.txt
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .hypothesis

@@ -115,7 +115,10 @@ def predict(
     device
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda:0"``, ...
     precision
-        ``"auto"``: bf16 autocast on CUDA, fp32 on the CPU.
+        ``"auto"``: bf16 autocast on CUDA, fp32 on the CPU. ``"bf16"`` on a
+        CPU without bf16 convolution kernels falls back to slow generic ones
+        (50 times slower than fp32 on the 2-core development machine,
+        ``benchmarks/profile_rdn.py --device cpu``).
     nan
         ``"raise"``: non-finite input is an error naming where it is.
         ``"mask"``: non-finite pixels are filled from their nearest finite
