@@ -5,12 +5,15 @@ sub-pixel centres) are fitted with the rotated 2-D Gaussian plus offset. The
 peer is one ``scipy.optimize.curve_fit`` per image with the same model,
 unweighted, default tolerances; it is timed once on a subset and scaled to
 the full batch per fit, and its widths are compared with ours on that
-subset. With ``--device gpu`` (needs CuPy and a GPU) a CuPy batch is timed
+subset. A second line checks the reported standard errors (``robust``, the
+default, and curve_fit's ``uniform``) against the scatter of the estimates
+over many noise realisations. With ``--device gpu`` (needs CuPy and a GPU) a CuPy batch is timed
 as well, against Gpufit's published rate (an anchor, not a measurement).
 Prints one JSON line per measurement; ``ratio = peer_s / ours_s`` (> 1 = we
 are faster).
 
     python benchmarks/probe_fit.py [--n 10000] [--peer-n 1000] [--repeat 3] [--device cpu|gpu] [--gpu-n 1000000]
+                                   [--stderr-n 1000]
 """
 
 from __future__ import annotations
@@ -75,6 +78,27 @@ def _curve_fit_sigmas(images: np.ndarray) -> np.ndarray:
     return out
 
 
+def _stderr_line(n: int) -> dict:
+    """Reported standard errors against the actual scatter: ``n`` Poisson images of one fixed probe.
+
+    An elliptical probe (70 × 45 nm FWHM at 25°) so that major and minor axes
+    are distinct; the scatter of each estimate over the images is its true
+    standard error. Ratios ``scatter / mean(stderr)`` near 1 are honest.
+    """
+    rng = np.random.default_rng(7)
+    axis = np.arange(48) * PIXEL_NM
+    clean = GaussianProbe((70.0, 45.0), angle_deg=25.0).image(axis, axis, center_nm=(118.0, 121.0))
+    images = rng.poisson(PEAK * clean + BACKGROUND, size=(n, 48, 48)).astype(np.float64)
+    names = ["amplitude", "offset", "center_y_nm", "center_x_nm", "fwhm_major_nm", "fwhm_minor_nm", "angle_deg"]
+    line = {"bench": "probe_fit.stderr", "size": f"{n} images 48x48 of one 70x45 nm probe, Poisson",
+            "ratio_meaning": "scatter of the estimate / mean reported standard error (1 = honest)"}
+    for errors in ("robust", "uniform"):
+        fit = fit_probe(images, pixel_nm=PIXEL_NM, errors=errors)
+        line[errors] = {name: round(float(fit[name].std() / fit[f"{name}_stderr"].mean()), 3) for name in names}
+    line["note"] = "uniform is curve_fit's estimate (same noise in every pixel)"
+    return line
+
+
 def _gpu_line(images: np.ndarray, gpu_n: int, repeat: int) -> dict:
     """Time fit_probe on ``gpu_n`` CuPy images (tiled from ``images``), host-to-device copy included."""
     try:
@@ -108,6 +132,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--gpu-n", type=int, default=1_000_000)
+    parser.add_argument("--stderr-n", type=int, default=1000, help="images of the standard-error check")
     args = parser.parse_args()
 
     images = _images(args.n)
@@ -131,6 +156,7 @@ def main() -> None:
         "peer_note": f"curve_fit (1 thread) timed once on {peer_n} images, scaled to {args.n}; "
                      "ours: one fit_probe call on the NumPy batch",
     }))
+    print(json.dumps(_stderr_line(args.stderr_n)))
     if args.device == "gpu":
         print(json.dumps(_gpu_line(images, args.gpu_n, args.repeat)))
 

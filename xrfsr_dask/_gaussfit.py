@@ -13,7 +13,7 @@ and ``Jᵀr`` follow from a few weighted image moments, and those moments —
 about the fixed pixel grid — are one matrix product of the batch with a
 table of monomials, shared by all images. The Jacobian (batch × pixels × 7)
 is never formed while iterating; it is built once at the end, in the
-(σ₁, σ₂, θ) parameters, for the standard errors.
+(σ₁, σ₂, θ) parameters, for the robust standard errors.
 """
 
 from __future__ import annotations
@@ -288,12 +288,16 @@ def fit_arrays(
     xtol: float,
     ftol: float,
     single: bool,
+    errors: Literal["robust", "uniform"] = "robust",
 ) -> np.ndarray:
     """Fit every item of ``data`` (..., *field) sampled on centred, scaled ``axes``.
 
     Returns a float64 host array (..., 2k + 3): k parameters, their standard
     errors, RMS residual, iterations, status code. For ``kind="probe"`` the
     parameters are (A, yc, xc, σ₁, σ₂, θ, B); for lines (A, x₀, σ, B).
+    ``errors="robust"``: sandwich (HC2) standard errors from the Jacobian at
+    the solution, right for counts whose variance follows the signal;
+    ``"uniform"``: curve_fit's, which assume one noise variance everywhere.
     """
     xp = array_module(data)
     if xp.iscomplexobj(data):
@@ -336,8 +340,12 @@ def fit_arrays(
         if kind == "probe":
             params = _from_quadratic(xp, params)
             normal = _QuadraticGaussian.angle_normal(xp, normal, params)
+        meat = None
+        if errors == "robust":  # from the Jacobian at the solution, formed once
+            fitted, jac = model(params, coords, True)
+            meat = _lm.sandwich_meat(xp, jac, flat[sl] - fitted)
         packed[sl, :k] = params
-        packed[sl, k : 2 * k] = _lm.standard_errors(xp, normal, rss, m - k)
+        packed[sl, k : 2 * k] = _lm.standard_errors(xp, normal, rss, m - k, meat)
         packed[sl, 2 * k] = xp.sqrt(rss / m)
         packed[sl, 2 * k + 1] = res.iterations
         packed[sl, 2 * k + 2] = xp.where(res.converged, 0, STATUS.index("max_iterations"))

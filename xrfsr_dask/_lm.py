@@ -23,6 +23,10 @@ References
 Marquardt, D. W. (1963). An algorithm for least-squares estimation of
 nonlinear parameters. J. Soc. Ind. Appl. Math. 11, 431–441.
 https://doi.org/10.1137/0111030
+
+MacKinnon, J. G. & White, H. (1985). Some heteroskedasticity-consistent
+covariance matrix estimators with improved finite sample properties.
+J. Econometrics 29, 305–325. https://doi.org/10.1016/0304-4076(85)90158-7
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LMResult", "System", "jacobian_system", "solve", "standard_errors"]
+__all__ = ["LMResult", "System", "jacobian_system", "sandwich_meat", "solve", "standard_errors"]
 
 # system(params (n, k), data (n, m)) -> (JᵀJ (n, k, k), Jᵀr (n, k), rss (n,))
 System = Callable[[Any, Any], tuple[Any, Any, Any]]
@@ -68,15 +72,39 @@ def jacobian_system(evaluate: Evaluate, xp: Any) -> System:
     return system
 
 
-def standard_errors(xp: Any, normal: Any, rss: Any, dof: int) -> Any:
-    """``sqrt(diag((JᵀJ)⁻¹) · rss / dof)`` per problem, the estimate curve_fit reports."""
+def _inverse(xp: Any, normal: Any) -> Any:
+    """``(JᵀJ)⁻¹`` per problem, with a tiny ridge: an undetermined parameter gets an enormous, not infinite, error."""
     normal = xp.where(xp.isfinite(normal), normal, 0.0)
     diag = xp.diagonal(normal, axis1=1, axis2=2)
-    # A parameter the data leaves undetermined gets an enormous, not infinite, error.
     ridge = 1e-15 * xp.max(diag, axis=1, keepdims=True) + 1e-300
-    normal = normal + ridge[:, :, None] * xp.eye(normal.shape[1], dtype=normal.dtype)
-    cov = xp.linalg.inv(normal)
-    var = xp.diagonal(cov, axis1=1, axis2=2) * (rss / max(dof, 1))[:, None]
+    return xp.linalg.inv(normal + ridge[:, :, None] * xp.eye(normal.shape[1], dtype=normal.dtype))
+
+
+def sandwich_meat(xp: Any, jac: Any, resid: Any) -> Any:
+    """``Jᵀ diag(rᵢ² / (1 - hᵢ)) J`` with the leverages ``hᵢ = diag(J (JᵀJ)⁻¹ Jᵀ)``: the middle of HC2."""
+    jt = xp.swapaxes(jac, 1, 2)
+    leverage = xp.sum((jac @ _inverse(xp, jt @ jac)) * jac, axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weight = xp.where(leverage < 1, resid * resid / (1 - leverage), 0.0)
+    return jt @ (jac * weight[..., None])
+
+
+def standard_errors(xp: Any, normal: Any, rss: Any, dof: int, meat: Any = None) -> Any:
+    """Standard errors of the parameters per problem.
+
+    Without ``meat``: ``sqrt(diag((JᵀJ)⁻¹) · rss / dof)``, the estimate
+    curve_fit reports, which assumes the same noise variance at every sample.
+    With ``meat`` from :func:`sandwich_meat`: the heteroscedasticity-consistent
+    sandwich estimate HC2, ``sqrt(diag((JᵀJ)⁻¹ · meat · (JᵀJ)⁻¹))``, right
+    whatever the noise variance does from sample to sample (MacKinnon &
+    White 1985).
+    """
+    inverse = _inverse(xp, normal)
+    if meat is None:
+        var = xp.diagonal(inverse, axis1=1, axis2=2) * (rss / max(dof, 1))[:, None]
+    else:
+        meat = xp.where(xp.isfinite(meat), meat, 0.0)
+        var = xp.diagonal(inverse @ meat @ inverse, axis1=1, axis2=2)
     return xp.sqrt(xp.abs(var))
 
 

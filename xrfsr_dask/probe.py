@@ -193,6 +193,11 @@ def _check_iterations(max_iter: int) -> None:
         raise ValueError(f"max_iter must be a positive integer; got {max_iter!r}.")
 
 
+def _check_errors(errors: str) -> None:
+    if errors not in ("robust", "uniform"):
+        raise ValueError(f"errors must be 'robust' or 'uniform'; got {errors!r}.")
+
+
 def _whole_images(da: xr.DataArray, core: tuple[str, ...]) -> xr.DataArray:
     """Dask input with whole images (or profiles) in every chunk; other input unchanged."""
     return da.chunk({d: -1 for d in core}) if hasattr(da.data, "dask") else da
@@ -274,6 +279,7 @@ def fit_probe(
     max_iter: int = 200,
     xtol: float = 1.49012e-8,
     ftol: float = 1.49012e-8,
+    errors: Literal["robust", "uniform"] = "robust",
 ) -> xr.Dataset:
     """Fit a rotated 2-D Gaussian plus background to one or many probe images.
 
@@ -282,8 +288,12 @@ def fit_probe(
     the angle θ with (x, y). All images are fitted together by a batched
     Levenberg–Marquardt solver, on the GPU when ``probe`` is a CuPy array.
     The fit is unweighted least squares, as :func:`scipy.optimize.curve_fit`
-    does by default, and the standard errors are the same estimate:
-    ``sqrt(diag((JᵀJ)⁻¹)·RSS/(m - 7))``.
+    does by default. Its standard errors are by default the sandwich
+    (heteroscedasticity-consistent) estimate, because the counting noise of
+    a probe image grows with the signal: curve_fit's estimate,
+    ``sqrt(diag((JᵀJ)⁻¹)·RSS/(m - 7))``, spreads the noise evenly over the
+    image and understates the error of amplitude and width 2–3 times on
+    Poisson images (``benchmarks/probe_fit.py`` measures both).
 
     Parameters
     ----------
@@ -303,6 +313,13 @@ def fit_probe(
         Relative step and relative decrease of the residual sum of squares
         below which a fit has converged (MINPACK's criteria and defaults,
         as in :func:`scipy.optimize.curve_fit`).
+    errors
+        ``"robust"``: sandwich standard errors, the square roots of the
+        diagonal of ``(JᵀJ)⁻¹ Jᵀ diag(r²/(1 - h)) J (JᵀJ)⁻¹`` (HC2; ``h`` the
+        leverage of each pixel), right whatever the noise variance does
+        across the image.
+        ``"uniform"``: curve_fit's, right only when every pixel has the same
+        noise variance.
 
     Returns
     -------
@@ -347,7 +364,8 @@ def fit_probe(
     grids = [
         grid_nm(da, d, p, name="input", purpose=_PURPOSE) for d, p in zip(core, pixels, strict=True)
     ]
-    packed = _run(da, core, grids, "probe", max_iter=max_iter, xtol=xtol, ftol=ftol)
+    _check_errors(errors)
+    packed = _run(da, core, grids, "probe", max_iter=max_iter, xtol=xtol, ftol=ftol, errors=errors)
     scale, (cy, cx) = packed.attrs["scale"], packed.attrs["centre"]
     f = [packed.isel(field=i) for i in range(packed.sizes["field"])]
     amp, yc, xc, sa, sb, phi, off = f[:7]
@@ -402,7 +420,8 @@ def fit_probe(
     ds = xr.Dataset(out, attrs={"model": "A*exp(-u^2/(2 sa^2) - v^2/(2 sb^2)) + B"})
     return add_provenance(
         ds, "xrfsr_dask.probe.fit_probe",
-        {"pixel_nm": [step for _, step in grids], "max_iter": max_iter, "xtol": xtol, "ftol": ftol},
+        {"pixel_nm": [step for _, step in grids], "max_iter": max_iter, "xtol": xtol, "ftol": ftol,
+         "errors": errors},
     )
 
 
@@ -415,6 +434,7 @@ def fit_line(
     max_iter: int = 200,
     xtol: float = 1.49012e-8,
     ftol: float = 1.49012e-8,
+    errors: Literal["robust", "uniform"] = "robust",
 ) -> xr.Dataset:
     """Fit 1-D line scans: a Gaussian line spread or an error-function knife edge.
 
@@ -436,7 +456,7 @@ def fit_line(
         Name of the scan dimension of a DataArray.
     pixel_nm
         Sample spacing in nm, for inputs without a coordinate.
-    max_iter, xtol, ftol
+    max_iter, xtol, ftol, errors
         As for :func:`fit_probe`.
 
     Returns
@@ -462,7 +482,8 @@ def fit_line(
         dim = profile.dims[-1] if isinstance(profile, xr.DataArray) else "x"
     da = _as_dataarray(profile, (dim,))
     grid = grid_nm(da, dim, pixel_nm, name="input", purpose=_PURPOSE)
-    packed = _run(da, (dim,), [grid], kind, max_iter=max_iter, xtol=xtol, ftol=ftol)
+    _check_errors(errors)
+    packed = _run(da, (dim,), [grid], kind, max_iter=max_iter, xtol=xtol, ftol=ftol, errors=errors)
     scale, (centre,) = packed.attrs["scale"], packed.attrs["centre"]
     f = [packed.isel(field=i) for i in range(packed.sizes["field"])]
     amp, xc, sig, off, e_amp, e_xc, e_sig, e_off, rms, iters, status = f
@@ -494,5 +515,5 @@ def fit_line(
     ds = xr.Dataset(out, attrs={"model": kind})
     return add_provenance(
         ds, "xrfsr_dask.probe.fit_line",
-        {"kind": kind, "pixel_nm": grid[1], "max_iter": max_iter, "xtol": xtol, "ftol": ftol},
+        {"kind": kind, "pixel_nm": grid[1], "max_iter": max_iter, "xtol": xtol, "ftol": ftol, "errors": errors},
     )
