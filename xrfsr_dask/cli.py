@@ -1,6 +1,7 @@
 """The ``xrfsr`` command line.
 
-Commands: ``info``, ``ingest``, ``phantom``, ``simulate``, ``probe``, ``fsc``, ``train``, ``enhance``, ``demo``.
+Commands: ``info``, ``verify``, ``unlock``, ``ingest``, ``phantom``, ``simulate``, ``probe``, ``fsc``, ``train``,
+``enhance``, ``reconstruct``, ``demo``.
 
 Errors of the library (:class:`~xrfsr_dask.errors.XrfsrError`) and invalid
 values it refuses (:class:`ValueError`, whose messages name the argument and
