@@ -341,9 +341,13 @@ def fit_arrays(
             params = _from_quadratic(xp, params)
             normal = _QuadraticGaussian.angle_normal(xp, normal, params)
         meat = None
-        if errors == "robust":  # from the Jacobian at the solution, formed once
-            fitted, jac = model(params, coords, True)
-            meat = _lm.sandwich_meat(xp, jac, flat[sl] - fitted)
+        if errors == "robust":  # from the Jacobian at the solution, formed once, k times the data: in parts
+            meat = xp.empty((params.shape[0], k, k), dtype=xp.float64)
+            part = max(1, size // k)
+            for first in range(0, params.shape[0], part):
+                few = slice(first, first + part)
+                fitted, jac = model(params[few], coords, True)
+                meat[few] = _lm.sandwich_meat(xp, jac, flat[sl][few] - fitted)
         packed[sl, :k] = params
         packed[sl, k : 2 * k] = _lm.standard_errors(xp, normal, rss, m - k, meat)
         packed[sl, 2 * k] = xp.sqrt(rss / m)
