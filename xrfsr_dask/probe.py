@@ -188,12 +188,9 @@ def _as_dataarray(data: Any, core: tuple[str, ...]) -> xr.DataArray:
     return xr.DataArray(data, dims=batch + core)
 
 
-def _check_iterations(max_iter: int) -> None:
+def _check_options(max_iter: int, errors: str) -> None:
     if not (isinstance(max_iter, int) and max_iter >= 1):
         raise ValueError(f"max_iter must be a positive integer; got {max_iter!r}.")
-
-
-def _check_errors(errors: str) -> None:
     if errors not in ("robust", "uniform"):
         raise ValueError(f"errors must be 'robust' or 'uniform'; got {errors!r}.")
 
@@ -357,14 +354,13 @@ def fit_probe(
     >>> round(float(fit.fwhm_nm), 3)
     61.6
     """
-    _check_iterations(max_iter)
+    _check_options(max_iter, errors)
     core = ("y", "x")
     da = _as_dataarray(probe, core)
     pixels = per_axis(pixel_nm, core)
     grids = [
         grid_nm(da, d, p, name="input", purpose=_PURPOSE) for d, p in zip(core, pixels, strict=True)
     ]
-    _check_errors(errors)
     packed = _run(da, core, grids, "probe", max_iter=max_iter, xtol=xtol, ftol=ftol, errors=errors)
     scale, (cy, cx) = packed.attrs["scale"], packed.attrs["centre"]
     f = [packed.isel(field=i) for i in range(packed.sizes["field"])]
@@ -475,14 +471,13 @@ def fit_line(
     >>> round(float(fit_line(edge, kind="knife-edge", pixel_nm=4.0).fwhm_nm), 2)
     24.7
     """
-    _check_iterations(max_iter)
+    _check_options(max_iter, errors)
     if kind not in ("gaussian", "knife-edge"):
         raise ValueError(f"kind must be 'gaussian' or 'knife-edge'; got {kind!r}.")
     if dim is None:
         dim = profile.dims[-1] if isinstance(profile, xr.DataArray) else "x"
     da = _as_dataarray(profile, (dim,))
     grid = grid_nm(da, dim, pixel_nm, name="input", purpose=_PURPOSE)
-    _check_errors(errors)
     packed = _run(da, (dim,), [grid], kind, max_iter=max_iter, xtol=xtol, ftol=ftol, errors=errors)
     scale, (centre,) = packed.attrs["scale"], packed.attrs["centre"]
     f = [packed.isel(field=i) for i in range(packed.sizes["field"])]

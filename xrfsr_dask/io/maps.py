@@ -88,8 +88,7 @@ def _layout(f: h5py.File, analysis: Analysis, path: Path) -> dict[str, str]:
 
 def _pv_value(f: h5py.File, key: str, pv: str, path: Path) -> float:
     """Value of the EPICS PV ``pv`` among the file's extra PVs."""
-    if not has(f, key):
-        raise layout_error(f, path, [key], [key])
+    require(f, path, key)
     if isinstance(f[key], h5py.Group):
         require(f, path, f"{key}/Names", f"{key}/Values")
         names = read_names(f, path, f"{key}/Names")
