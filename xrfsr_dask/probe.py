@@ -35,6 +35,7 @@ __all__ = [
     "FWHM_PER_SIGMA",
     "STATUS",
     "GaussianProbe",
+    "TailedProbe",
     "combined_resolution_nm",
     "fit_line",
     "fit_probe",
@@ -165,6 +166,114 @@ class GaussianProbe:
         if normalize != "peak":
             raise ValueError(f"normalize must be 'peak' or 'sum'; got {normalize!r}.")
         return out
+
+    def reach_nm(self, sigmas: float) -> float:
+        """Distance from the centre beyond which the intensity is negligible: ``sigmas`` major sigmas."""
+        return sigmas * self.sigma_nm[0]
+
+
+@dataclass(frozen=True)
+class TailedProbe:
+    """A focused probe with the tails and side lobes that real optics add to the Gaussian core.
+
+    The intensity is a mixture of normalised 2-D Gaussians that together
+    carry unit power: the core (``1 - tail - lobes`` of the power), a round
+    halo ``tail_width`` times wider than the core's major FWHM (the diffuse
+    tails of a zone plate's Airy pattern and of scattered light), and pairs
+    of side lobes at ``± lobe_offset`` core major FWHM along the two
+    principal axes, each as wide as the core (the side lobes of a
+    multilayer Laue lens pair, whose 1-D focal profiles are close to
+    sinc²).
+
+    Parameters
+    ----------
+    core
+        The central Gaussian.
+    tail, tail_width
+        Power fraction and FWHM (in core major FWHMs) of the halo.
+    lobes, lobe_offset
+        Power fraction of all four side lobes together, and their distance
+        from the centre in core major FWHMs.
+
+    Examples
+    --------
+    >>> probe = TailedProbe(GaussianProbe(60.0), tail=0.1, tail_width=4.0)
+    >>> probe.fwhm_pair_nm
+    (60.0, 60.0)
+    """
+
+    core: GaussianProbe
+    tail: float = 0.0
+    tail_width: float = 4.0
+    lobes: float = 0.0
+    lobe_offset: float = 1.6
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.core, GaussianProbe):
+            raise TypeError(f"core must be a GaussianProbe; got {type(self.core).__name__}.")
+        if not (0 <= self.tail and 0 <= self.lobes and self.tail + self.lobes < 1):
+            raise ValueError(
+                f"tail and lobes are power fractions: each >= 0 and together < 1; got tail={self.tail}, "
+                f"lobes={self.lobes}."
+            )
+        if not (self.tail_width >= 1 and self.lobe_offset > 0):
+            raise ValueError(
+                f"tail_width must be >= 1 and lobe_offset > 0 (in core FWHMs); got {self.tail_width}, "
+                f"{self.lobe_offset}."
+            )
+
+    @property
+    def angle_deg(self) -> float:
+        """Direction of the core's major axis."""
+        return self.core.angle_deg
+
+    @property
+    def fwhm_pair_nm(self) -> tuple[float, float]:
+        """``(major, minor)`` FWHM of the core in nm (what a Gaussian fit of the probe reports)."""
+        return self.core.fwhm_pair_nm
+
+    @property
+    def sigma_nm(self) -> tuple[float, float]:
+        """``(major, minor)`` standard deviation of the core in nm."""
+        return self.core.sigma_nm
+
+    def reach_nm(self, sigmas: float) -> float:
+        """Distance from the centre beyond which every component's intensity is negligible."""
+        major = self.core.fwhm_pair_nm[0]
+        reach = self.core.reach_nm(sigmas)
+        if self.tail:
+            reach = max(reach, sigmas * self.tail_width * self.core.sigma_nm[0])
+        if self.lobes:
+            reach = max(reach, self.lobe_offset * major + self.core.reach_nm(sigmas))
+        return reach
+
+    def image(
+        self,
+        y_nm: Any,
+        x_nm: Any,
+        *,
+        center_nm: tuple[float, float] = (0.0, 0.0),
+        normalize: Literal["peak", "sum"] = "peak",
+    ) -> Any:
+        """The probe intensity on the grid ``y_nm × x_nm`` (1-D coordinates in nm); see :meth:`GaussianProbe.image`."""
+        if normalize not in ("peak", "sum"):
+            raise ValueError(f"normalize must be 'peak' or 'sum'; got {normalize!r}.")
+        major, minor = self.core.fwhm_pair_nm
+        core_area = major * minor
+        out = (1 - self.tail - self.lobes) * self.core.image(y_nm, x_nm, center_nm=center_nm)
+        if self.tail:
+            halo = GaussianProbe(major * self.tail_width)
+            out = out + self.tail / self.tail_width**2 * core_area / major**2 * halo.image(
+                y_nm, x_nm, center_nm=center_nm)
+        if self.lobes:
+            phi = math.radians(self.core.angle_deg)
+            d = self.lobe_offset * major
+            for dy, dx in ((math.sin(phi), math.cos(phi)), (math.cos(phi), -math.sin(phi))):
+                for sign in (1.0, -1.0):
+                    centre = (center_nm[0] + sign * d * dy, center_nm[1] + sign * d * dx)
+                    out = out + self.lobes / 4 * self.core.image(y_nm, x_nm, center_nm=centre)
+        xp = array_module(out)
+        return out / (xp.sum(out) if normalize == "sum" else xp.max(out))
 
 
 # --------------------------------------------------------------------------- xarray layer

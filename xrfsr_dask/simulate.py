@@ -35,7 +35,7 @@ from dask.array.overlap import ensure_minimum_chunksize
 from scipy import ndimage, signal
 from scipy.special import erf
 
-from xrfsr_dask.probe import GaussianProbe
+from xrfsr_dask.probe import GaussianProbe, TailedProbe
 from xrfsr_dask.schema import add_provenance, kind_of, validate, xrf_maps
 
 __all__ = ["NOISE_TILE", "probe_kernel", "simulate_scan", "spectrum_cube"]
@@ -52,14 +52,14 @@ PAIR_EV = 3.85
 MN_KA_KEV = 5.899
 
 
-def _as_probe(probe: float | Sequence[float] | GaussianProbe) -> GaussianProbe:
-    if isinstance(probe, GaussianProbe):
+def _as_probe(probe: float | Sequence[float] | GaussianProbe | TailedProbe) -> GaussianProbe | TailedProbe:
+    if isinstance(probe, (GaussianProbe, TailedProbe)):
         return probe
     return GaussianProbe(tuple(probe) if isinstance(probe, Sequence) else float(probe))
 
 
 def probe_kernel(
-    probe: float | Sequence[float] | GaussianProbe,
+    probe: float | Sequence[float] | GaussianProbe | TailedProbe,
     *,
     pixel_nm: tuple[float, float],
     scan_mode: Literal["step", "fly"] = "step",
@@ -71,7 +71,8 @@ def probe_kernel(
     Parameters
     ----------
     probe
-        FWHM in nm (one number or ``(major, minor)``) or a :class:`GaussianProbe`.
+        FWHM in nm (one number or ``(major, minor)``), a :class:`GaussianProbe`
+        or a :class:`TailedProbe`.
     pixel_nm
         HR pixel size ``(y, x)`` in nm.
     scan_mode
@@ -92,7 +93,7 @@ def probe_kernel(
         raise ValueError(f"scan_mode must be 'step' or 'fly'; got {scan_mode!r}.")
     if fast_axis not in ("x", "y"):
         raise ValueError(f"fast_axis must be 'x' or 'y'; got {fast_axis!r}.")
-    reach = KERNEL_SIGMAS * probe.sigma_nm[0]
+    reach = probe.reach_nm(KERNEL_SIGMAS)
     travel = 0.0
     if scan_mode == "fly":
         if step_nm is None:
@@ -235,7 +236,7 @@ def simulate_scan(
     hr: xr.DataArray,
     *,
     step_nm: float | Sequence[float],
-    probe: float | Sequence[float] | GaussianProbe,
+    probe: float | Sequence[float] | GaussianProbe | TailedProbe,
     scan_mode: Literal["step", "fly"] = "step",
     fast_axis: Literal["x", "y"] = "x",
     jitter_nm: float | Sequence[float] = 0.0,
@@ -257,7 +258,8 @@ def simulate_scan(
     step_nm
         Scan step in nm, one number or ``(y, x)``; at least the HR pixel.
     probe
-        FWHM in nm, ``(major, minor)``, or a :class:`~xrfsr_dask.probe.GaussianProbe`.
+        FWHM in nm, ``(major, minor)``, a :class:`~xrfsr_dask.probe.GaussianProbe`
+        or a :class:`~xrfsr_dask.probe.TailedProbe` (tails and side lobes).
     scan_mode, fast_axis
         ``"step"`` or ``"fly"``; the axis the probe moves along in a fly scan.
     jitter_nm
@@ -331,6 +333,9 @@ def simulate_scan(
         "scan_mode": scan_mode, "fast_axis": fast_axis, "jitter_nm": list(jitter), "scale": scale,
         "noise": noise, "seed": seed, "noise_tile": NOISE_TILE, "hr_pixel_nm": list(pixel),
     }
+    if isinstance(probe, TailedProbe):
+        parameters["probe_tails"] = {"tail": probe.tail, "tail_width": probe.tail_width, "lobes": probe.lobes,
+                                     "lobe_offset": probe.lobe_offset}
     out = xrf_maps(
         lr, elements=[str(e) for e in hr.element.values], step_nm=step, origin_nm=(y0, x0),
         angles=hr.angle.values if kind == "series" else None,

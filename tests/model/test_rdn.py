@@ -1,9 +1,14 @@
-"""The network: shapes for every scale, parameter counts, config validation."""
+"""The network: shapes for every scale, parameter counts, config validation, count conservation."""
+
+import dataclasses
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xrfsr_dask.model import PRESETS, RDNConfig, build_rdn
+from xrfsr_dask.model.rdn import conserve_counts
 
 
 @pytest.mark.parametrize("scale", [1, 2, 3, 4])
@@ -22,7 +27,7 @@ def test_paper_preset_has_about_22_million_parameters():
 
 
 def test_image_skip_makes_a_zero_network_bicubic():
-    net = build_rdn("tiny", scale=2)
+    net = build_rdn(dataclasses.replace(PRESETS["tiny"], conserve_counts=False), scale=2)
     with torch.no_grad():
         net.output.weight.zero_()
         net.output.bias.zero_()
@@ -59,3 +64,42 @@ def test_unknown_preset_and_bad_config_are_named():
 def test_presets_are_named_configs():
     assert set(PRESETS) == {"paper", "small", "tiny"}
     assert all(c.scale == 2 for c in PRESETS.values())
+
+
+@settings(max_examples=30, deadline=None)
+@given(scale=st.sampled_from([1, 2, 3, 4]), ny=st.integers(3, 40), nx=st.integers(3, 40),
+       level=st.floats(0.5, 1e4), seed=st.integers(0, 2**16))
+def test_binned_output_keeps_the_total_counts_of_any_input(scale, ny, nx, level, seed):
+    # Whatever the network writes (here random, a fifth of it negative), the
+    # layer's output binned back to the input grid holds the input's total
+    # counts (inputs normalised as the model does, high quantile about 1).
+    # (Where the network writes nothing positive anywhere near input
+    # counts, there is nothing to scale: the layer cannot conserve them.)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(2, 1, ny, nx, generator=generator, dtype=torch.float64) * level
+    shape = (2, 1, ny * scale, nx * scale)
+    sign = torch.where(torch.rand(shape, generator=generator, dtype=torch.float64) < 0.2, -1.0, 1.0)
+    out = (torch.rand(shape, generator=generator, dtype=torch.float64) + 0.05) * sign
+    kept = conserve_counts(out * level, x, scale)
+    assert kept.min() >= 0
+    torch.testing.assert_close(kept.sum((-2, -1)) / scale**2, x.sum((-2, -1)), rtol=1e-3, atol=1e-3 * level)
+
+
+def test_counts_are_kept_locally_not_only_in_total():
+    # Input with its counts in the left half; an output spread evenly over
+    # the whole field: the layer moves the counts back to the left half.
+    x = torch.zeros(1, 1, 32, 32, dtype=torch.float64)
+    x[..., :16] = 10.0
+    kept = conserve_counts(torch.ones(1, 1, 64, 64, dtype=torch.float64), x, 2)
+    left, right = kept[..., :24].mean(), kept[..., 40:].mean()
+    assert abs(float(left) - 10.0) < 0.05 and float(right) < 1e-3
+
+
+def test_trained_networks_conserve_counts():
+    torch.manual_seed(3)
+    net = build_rdn("tiny", scale=2).eval()
+    assert net.config.conserve_counts and net.config.receptive_radius == 2 + 4 + 1 + 1 + 1 + 8
+    x = torch.rand(3, 1, 24, 20) * 50
+    with torch.no_grad():
+        out = net(x)
+    torch.testing.assert_close(out.sum((-2, -1)) / 4, x.sum((-2, -1)), rtol=1e-4, atol=1e-3)

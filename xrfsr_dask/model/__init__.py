@@ -15,15 +15,18 @@ from xrfsr_dask.model.train import TrainSettings, evaluate, fixed_pairs, train
 from xrfsr_dask.model.weights import (
     CARD_FORMAT,
     DEFAULT_MODEL,
+    DEFAULT_MODELS,
     ModelCardError,
     bundled_models,
     load_model,
+    model_serves,
     save_model,
 )
 
 __all__ = [
     "CARD_FORMAT",
     "DEFAULT_MODEL",
+    "DEFAULT_MODELS",
     "PRESETS",
     "RDN",
     "DataSettings",
@@ -36,6 +39,7 @@ __all__ = [
     "evaluate",
     "load_model",
     "map_scale",
+    "model_serves",
     "predict",
     "resolve_device",
     "save_model",

@@ -37,11 +37,17 @@ from xrfsr_dask._version import __version__
 from xrfsr_dask.errors import SourceNotFoundError, StoreExistsError, XrfsrError
 from xrfsr_dask.model.rdn import RDN, RDNConfig
 
-__all__ = ["CARD_FORMAT", "DEFAULT_MODEL", "ModelCardError", "bundled_models", "load_model", "save_model"]
+__all__ = [
+    "CARD_FORMAT", "DEFAULT_MODEL", "DEFAULT_MODELS", "ModelCardError", "bundled_models", "load_model",
+    "model_serves", "save_model",
+]
 
 CARD_FORMAT = "xrfsr_dask.rdn/1"
 DEFAULT_MODEL = "rdn-small-x2"
-"""The bundled model used when none is named."""
+"""The bundled model used when none is named (trained on maps and projections of every training family)."""
+DEFAULT_MODELS: dict[str, str] = {"maps": DEFAULT_MODEL, "series": DEFAULT_MODEL}
+"""The bundled model :func:`~xrfsr_dask.enhance` uses for each kind of data when none is named."""
+_SERVES = {"maps": ("maps",), "projections": ("series",), "mixed": ("maps", "series")}
 _PACKAGE = "xrfsr_dask.model"
 
 
@@ -64,6 +70,20 @@ def bundled_models() -> list[str]:
     """Names of the models shipped with the package."""
     folder = _bundled()
     return sorted(p.name[: -len(".safetensors")] for p in folder.iterdir() if p.name.endswith(".safetensors"))
+
+
+def model_serves(card: dict[str, Any]) -> tuple[str, ...] | None:
+    """The kinds of data (``"maps"``, ``"series"``) a model was trained for, from its card; None if unknown.
+
+    Read from the card's training data settings (``sample``: maps, projections
+    or mixed); a card without them (a network built or trained elsewhere)
+    makes no claim.
+    """
+    try:
+        sample = card["training"]["settings"]["data"].get("sample", "maps")
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return _SERVES.get(sample)
 
 
 def save_model(model: RDN, path: str | os.PathLike, *, card: dict[str, Any] | None = None,
@@ -183,7 +203,8 @@ def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL) -> RDN:
             f"{str(card['weights_sha256'])[:12]}...; the weights or the card were replaced."
         )
     try:
-        config = RDNConfig(**card["architecture"])
+        # Cards written before the count-conserving layer existed describe networks without it.
+        config = RDNConfig(**{"conserve_counts": False, **card["architecture"]})
     except (KeyError, TypeError, ValueError) as err:
         raise ModelCardError(f"the card {card_url} has no valid 'architecture': {err}") from err
     quantile = card.get("normalisation", {}).get("quantile") if isinstance(card.get("normalisation"), dict) else None
