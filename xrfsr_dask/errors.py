@@ -10,8 +10,11 @@ from __future__ import annotations
 
 __all__ = [
     "CorruptChunkError",
+    "GridMismatchError",
     "IncompleteStoreError",
     "IngestError",
+    "LabelMismatchError",
+    "MissingMetadataError",
     "NonFiniteCountsError",
     "SchemaError",
     "SourceNotFoundError",
@@ -75,3 +78,15 @@ class StoreMismatchError(XrfsrError, ValueError):
 
 class StoreMetadataError(XrfsrError, ValueError):
     """A store's zarr metadata cannot be parsed or does not describe a readable array."""
+
+
+class GridMismatchError(XrfsrError, ValueError):
+    """Two datasets that must share a sample grid do not line up (pixel ratio, origin, overlap)."""
+
+
+class LabelMismatchError(XrfsrError, ValueError):
+    """Two datasets that must describe the same maps differ in their labels (elements, angles)."""
+
+
+class MissingMetadataError(XrfsrError, ValueError):
+    """An operation needs a description of the scan (e.g. the probe size) that the data do not carry."""
