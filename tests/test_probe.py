@@ -13,10 +13,13 @@ from xrfsr_dask.probe import (
     FWHM_PER_SIGMA,
     STATUS,
     GaussianProbe,
+    TailedProbe,
     combined_resolution_nm,
     fit_line,
     fit_probe,
 )
+from xrfsr_dask.phantoms import nmc_particle
+from xrfsr_dask.simulate import simulate_scan
 
 
 def _noisy_probes(fwhm, pixel, n, *, size=48, peak=2e4, background=30.0, angle=0.0, seed=0):
@@ -274,3 +277,32 @@ def test_cupy_fit_equals_numpy():
     assert isinstance(on_gpu.fwhm_nm.data, np.ndarray)
     for name in ("fwhm_major_nm", "fwhm_minor_nm", "angle_deg", "center_x_nm", "amplitude"):
         np.testing.assert_allclose(on_gpu[name], on_cpu[name], rtol=1e-9)
+
+
+def test_tailed_probe_splits_its_power_as_stated():
+    core = GaussianProbe((60.0, 45.0), angle_deg=30.0)
+    probe = TailedProbe(core, tail=0.1, tail_width=4.0, lobes=0.08, lobe_offset=1.6)
+    grid = np.arange(-1200.0, 1200.5, 2.0)
+    whole = probe.image(grid, grid, normalize="sum")
+    # The core alone, weighted by its share, is 82 % of the power.
+    core_share = (1 - 0.1 - 0.08) * core.image(grid, grid, normalize="sum")
+    inner = np.hypot(*np.meshgrid(grid, grid, indexing="ij")) < 30.0
+    assert abs(core_share.sum() - 0.82) < 1e-9
+    assert 0.0 < whole[inner].sum() - core_share[inner].sum() < 0.05  # tails and lobes add little at the centre
+    assert probe.fwhm_pair_nm == (60.0, 45.0)
+    # Side lobes along the major axis (30 degrees from +x), 1.6 FWHM = 96 nm out.
+    y, x = 96.0 * np.sin(np.radians(30.0)), 96.0 * np.cos(np.radians(30.0))
+    assert probe.image(np.array([y]), np.array([x]))[0, 0] > 5 * core.image(np.array([y]), np.array([x]))[0, 0]
+    assert probe.reach_nm(4.0) >= 4.0 * 4.0 * 60.0 / FWHM_PER_SIGMA
+    with pytest.raises(ValueError, match="together < 1"):
+        TailedProbe(core, tail=0.6, lobes=0.5)
+
+
+def test_a_scan_with_a_tailed_probe_keeps_the_counts():
+    hr = nmc_particle((200, 200), pixel_nm=5.0, seed=2, background=50.0)
+    probe = TailedProbe(GaussianProbe(50.0), tail=0.15, tail_width=5.0, lobes=0.1)
+    lr = simulate_scan(hr, step_nm=50.0, probe=probe, scan_mode="fly")
+    inner = (slice(None), slice(5, -5), slice(5, -5))
+    hr_mean = hr.coarsen(y=10, x=10).mean().values[inner].mean()
+    assert abs(float(lr.values[inner].mean()) / hr_mean - 1) < 0.02
+    assert lr.attrs["provenance"][-1]["parameters"]["probe_tails"]["lobes"] == 0.1
