@@ -55,7 +55,7 @@ def _cpu_line(n: int, repeat: int) -> dict:
         "ratio": round(ours_s / floor_s, 3), "ratio_meaning": "ours / floor (1 = no overhead)",
         "dask_s": round(dask_s, 4), "dask_chunks": list(chunks),
         "dask_max_abs_diff": float(f"{float(abs(lazy.correlation - eager.correlation).max()):.3g}"),
-        "half_bit_nm": round(float(eager.resolution_nm.sel(threshold="half-bit")), 2),
+        "half_bit_full_period_nm": round(float(eager.resolution_full_period_nm.sel(threshold="half-bit")), 2),
         "device": f"CPU {platform.processor() or platform.machine()}",
     }
 

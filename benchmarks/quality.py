@@ -23,9 +23,11 @@ range), SSIM, and the FRC resolution against the truth at the 0.5 threshold
 (the criterion equivalent to 1/7 between two half datasets), NaN when the
 curve never drops below it: then the estimate correlates with the truth
 above 0.5 up to the Nyquist frequency, a resolution of at most two output
-pixels. The table gives means over maps; ``frc_nm`` is the mean over maps
-whose curve crossed, ``frc_crossed`` how many did, and
-``frc_nm_by_element`` the same per element.
+pixels. FRC resolutions are full periods 1/f (as in the committed results
+and the docs' tables; half periods are half of them). The table gives means
+over maps; ``frc_nm`` is the mean over maps whose curve crossed,
+``frc_crossed`` how many did, and ``frc_nm_by_element`` the same per
+element.
 
     python benchmarks/quality.py [--model NAME_OR_PATH] [--phantoms 3]
 """
@@ -77,7 +79,7 @@ def _scores(estimate: np.ndarray, truth: xr.DataArray) -> dict[str, float]:
     span = float(truth.max() - truth.min())
     p = psnr(truth, est, data_range=span)
     s = ssim(truth, est, data_range=span)
-    res = frc(truth, est, thresholds=(0.5,), progress=False).resolution_nm.sel(threshold="0.5").values
+    res = frc(truth, est, thresholds=(0.5,), progress=False).resolution_full_period_nm.sel(threshold="0.5").values
     crossed = res[np.isfinite(res)]
     return {
         "psnr_db": round(float(np.mean(p)), 2), "ssim": round(float(np.mean(s)), 4),

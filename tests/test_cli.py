@@ -133,17 +133,46 @@ def test_fsc_command_prints_crossings_and_writes_the_figure(tmp_path):
     result = runner.invoke(app, ["fsc", a, b, "--element", "Ni_K,Mo_L", "--figure", str(figure)])
     assert result.exit_code == 0, result.output
     expected = frc(scans[0].sel(element=["Ni_K", "Mo_L"]), scans[1].sel(element=["Ni_K", "Mo_L"]), progress=False)
-    half_bit = float(expected.resolution_nm.sel(element="Ni_K", threshold="half-bit"))
-    assert f"Ni_K: half-bit {half_bit:.1f} nm" in result.output
+    ni = expected.sel(element="Ni_K", threshold="half-bit")
+    half, full = float(ni.resolution_half_period_nm), float(ni.resolution_full_period_nm)
+    assert "resolution as half period 1/(2f)" in result.output
+    assert f"Ni_K: half-bit {half:.1f} nm (full period {full:.1f} nm)" in result.output
+    assert "warning:" not in result.output
     assert figure.stat().st_size > 10_000
     # An existing figure is not replaced without --overwrite.
     again = runner.invoke(app, ["fsc", a, b, "--figure", str(figure)])
     assert again.exit_code != 0 and "--overwrite" in again.output
-    rows = json.loads(
+    printed = json.loads(
         runner.invoke(
             app, ["fsc", a, b, "--figure", str(figure), "--overwrite", "--json", "--threshold", "one-bit"]
         ).stdout
-    )["resolution_nm"]
+    )
+    rows = printed["crossings"]
     assert {r["threshold"] for r in rows} == {"one-bit"} and len(rows) == 4
+    assert "1/(2f)" in printed["convention"] and printed["warnings"] == []
+    for row in rows:
+        assert row["resolution_half_period_nm"] == pytest.approx(1 / (2 * row["crossing_frequency"]))
+        assert row["resolution_full_period_nm"] == pytest.approx(1 / row["crossing_frequency"])
     wrong = runner.invoke(app, ["fsc", a, b, "--element", "Fe_K", "--figure", str(tmp_path / "x.png")])
     assert wrong.exit_code != 0 and "Fe_K" in wrong.output
+
+
+def test_fsc_command_warns_when_both_stores_were_enhanced(tmp_path):
+    from xrfsr_dask import add_provenance, nmc_particle, save, simulate_scan
+
+    truth = nmc_particle((96, 96), pixel_nm=10.0, seed=5, elements=["Ni_K"])
+    for name, seed in (("a", 1), ("b", 2)):
+        scan = simulate_scan(truth, step_nm=20.0, probe=50.0, noise=True, seed=seed)
+        # What xrfsr_dask.enhance.enhance records (computing a real enhancement is not the point here).
+        scan = add_provenance(scan, "xrfsr_dask.enhance.enhance", {"model": "rdn-small-x2", "scale": 2})
+        save(scan, str(tmp_path / f"{name}.zarr"), progress=False)
+    a, b = str(tmp_path / "a.zarr"), str(tmp_path / "b.zarr")
+    result = runner.invoke(app, ["fsc", a, b, "--figure", str(tmp_path / "frc.png")])
+    assert result.exit_code == 0, result.output
+    assert f"warning: a = {a}, b = {b}: FRC between two enhanced datasets" in result.stderr
+    assert "not the resolution" in result.stderr and "xrfsr_dask.consistency" in result.stderr
+    assert "Ni_K: half-bit" in result.stdout
+    printed = json.loads(
+        runner.invoke(app, ["fsc", a, b, "--figure", str(tmp_path / "frc.png"), "--overwrite", "--json"]).stdout
+    )
+    assert len(printed["warnings"]) == 1 and "reproducible" in printed["warnings"][0]

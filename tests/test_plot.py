@@ -38,11 +38,22 @@ def test_frc_figure_marks_crossings_in_nm(maps, tmp_path):
     assert ax.get_xlabel() == "spatial frequency (1/nm)"
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "half-bit threshold" in labels
-    ni = float(result.resolution_nm.sel(element="Ni_K", threshold="half-bit"))
+    # Crossings are listed as half periods 1/(2f) by default, and the figure says so.
+    ni = float(result.resolution_half_period_nm.sel(element="Ni_K", threshold="half-bit"))
     assert any(f"Ni_K: half-bit {ni:.1f} nm" in text for text in labels)
+    assert "half-period 1/(2f)" in fig.legends[0].get_title().get_text()
+    top = [child for child in ax.child_axes if "resolution" in child.get_xlabel()]
+    assert top[0].get_xlabel() == "half-period resolution 1/(2f) (nm)"
     # One circle per finite crossing, on top of the curves and threshold lines.
     circles = [line for line in ax.lines if line.get_marker() == "o"]
-    assert len(circles) == int(np.isfinite(result.resolution_nm).sum())
+    assert len(circles) == int(np.isfinite(result.crossing_frequency).sum())
+    full = plot_frc(result, period="full")
+    full_ni = float(result.resolution_full_period_nm.sel(element="Ni_K", threshold="half-bit"))
+    assert full_ni == pytest.approx(2 * ni)
+    assert any(f"Ni_K: half-bit {full_ni:.1f} nm" in t.get_text() for t in full.legends[0].get_texts())
+    assert "full-period 1/f" in full.legends[0].get_title().get_text()
+    with pytest.raises(ValueError, match="period must be 'half' or 'full'; got 'quarter'"):
+        plot_frc(result, period="quarter")
     fig.savefig(tmp_path / "frc.png")
     assert (tmp_path / "frc.png").stat().st_size > 10_000
 

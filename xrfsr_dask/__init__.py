@@ -3,6 +3,7 @@
 from xrfsr_dask._version import __version__
 from xrfsr_dask.errors import (
     CorruptChunkError,
+    EnhancedFSCWarning,
     IncompleteStoreError,
     IngestError,
     NonFiniteCountsError,
@@ -25,6 +26,7 @@ from xrfsr_dask.simulate import simulate_scan, spectrum_cube
 
 __all__ = [
     "CorruptChunkError",
+    "EnhancedFSCWarning",
     "GaussianProbe",
     "IncompleteStoreError",
     "IngestError",

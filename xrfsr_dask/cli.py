@@ -363,7 +363,15 @@ def fsc(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
     storage_option: StorageOptions = None,
 ) -> None:
-    """Resolution from two independent datasets: FSC of volumes, FRC of maps; prints crossings in nm."""
+    """Resolution from two independent datasets: FSC of volumes, FRC of maps; prints crossings in nm.
+
+    Resolutions are printed as half periods 1/(2f) at the crossing frequency f (the X-ray microscopy
+    convention, Wu et al.'s), full periods 1/f beside them. Warns on stderr when both datasets were
+    enhanced: their crossing then measures reproducibility, not resolution.
+    """
+    import warnings
+
+    from xrfsr_dask.errors import EnhancedFSCWarning
     from xrfsr_dask.io import open_xrf
     from xrfsr_dask.metrics import frc as run_frc
     from xrfsr_dask.metrics import fsc as run_fsc
@@ -382,27 +390,44 @@ def fsc(
             )
         a, b = a.sel(element=names), b.sel(element=names)
     run = run_fsc if "z" in a.dims else run_frc
-    result = _run(
-        run, a, b, shell_width=shell_width, window=window,
-        thresholds=[t.strip() for t in threshold.split(",")],
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EnhancedFSCWarning)
+        result = _run(
+            run, a, b, shell_width=shell_width, window=window,
+            thresholds=[t.strip() for t in threshold.split(",")],
+        )
+    notes = []
+    for w in caught:
+        if issubclass(w.category, EnhancedFSCWarning):
+            notes.append(f"a = {first}, b = {second}: {w.message}")
+            typer.echo(f"warning: {notes[-1]}", err=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     figure.parent.mkdir(parents=True, exist_ok=True)
     plot_fsc(result, title=f"{result.attrs['kind'].upper()}: {first} vs {second}").savefig(figure, dpi=150)
-    table = result.resolution_nm.to_dataframe().reset_index()
+    names = ["crossing_frequency", "resolution_half_period_nm", "resolution_full_period_nm"]
+    table = result[names].to_dataframe().reset_index()
     rows = [
         {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
         for row in table.to_dict("records")
     ]
     if as_json:
-        typer.echo(json.dumps({"kind": result.attrs["kind"], "figure": str(figure), "resolution_nm": rows}, indent=2))
+        typer.echo(json.dumps({
+            "kind": result.attrs["kind"], "figure": str(figure),
+            "convention": "crossing_frequency f in 1/nm; resolution_half_period_nm = 1/(2f), "
+                          "resolution_full_period_nm = 1/f, in nm",
+            "crossings": rows, "warnings": notes,
+        }, indent=2))
         return
-    batch = [d for d in result.resolution_nm.dims if d != "threshold"]
+    batch = [d for d in result.crossing_frequency.dims if d != "threshold"]
     typer.echo(f"{result.attrs['kind'].upper()} of {first} and {second}; pixel {result.attrs['spacing_nm']} nm")
+    typer.echo("resolution as half period 1/(2f) at the crossing frequency f (full period 1/f beside it):")
     for key, group in table.groupby(batch, sort=False) if batch else [((), table)]:
         label = " ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
         parts = [
-            f"{t} {r:.1f} nm" if not math.isnan(r) else f"{t} not crossed"
-            for t, r in zip(group["threshold"], group["resolution_nm"], strict=True)
+            f"{t} {h:.1f} nm (full period {f:.1f} nm)" if not math.isnan(h) else f"{t} not crossed"
+            for t, h, f in zip(group["threshold"], group["resolution_half_period_nm"],
+                               group["resolution_full_period_nm"], strict=True)
         ]
         typer.echo(f"  {label or 'map'}: " + ", ".join(parts))
     typer.echo(f"figure: {figure}")

@@ -17,7 +17,13 @@ steps) — the demo
    to its enhanced version, and reconstructs LR and HR volumes (FBP);
 6. measures FSC between the two datasets (half-bit and one-bit), FSC against
    the ground truth (threshold 0.5), PSD, PSNR between the two datasets, and
-   the combined resolution ``sqrt(b² + s²)``;
+   the combined resolution ``sqrt(b² + s²)``; resolutions are compared with
+   the paper's as half periods ``1 / (2 f)`` at the crossing frequency ``f``
+   (the paper's convention), full periods ``1 / f`` kept beside them. The FSC
+   between the two *enhanced* datasets raises
+   :class:`~xrfsr_dask.errors.EnhancedFSCWarning` (it measures
+   reproducibility, not resolution): the demo records it and the report
+   shows it;
 7. writes ``report/index.html`` with one figure per supplementary figure of
    the paper (:mod:`xrfsr_dask.report`) and ``results.json``.
 
@@ -32,6 +38,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +49,7 @@ import xarray as xr
 from scipy import ndimage
 
 from xrfsr_dask._version import __version__
-from xrfsr_dask.errors import StoreExistsError
+from xrfsr_dask.errors import EnhancedFSCWarning, StoreExistsError
 from xrfsr_dask.io import open_xrf, save
 from xrfsr_dask.metrics import fsc, psd, psnr
 from xrfsr_dask.phantoms import ELEMENTS, nmc_particle, nmc_volume, project
@@ -63,8 +70,9 @@ class Optic:
     """One focusing optic of the paper: its probe, the scan step used with it, and the paper's figures.
 
     ``paper`` holds the numbers Wu et al. (2023) report for it: probe FWHM,
-    LR and HR resolution from FSC, combined resolution, and PSNR between the
-    two datasets (their formula, see :func:`xrfsr_dask.metrics.psnr`).
+    LR and HR resolution from FSC as half periods ``1 / (2 f)``, combined
+    resolution, and PSNR between the two datasets (their formula, see
+    :func:`xrfsr_dask.metrics.psnr`).
     """
 
     name: str
@@ -92,13 +100,13 @@ class Optic:
 OPTICS = (
     Optic(
         "FZP", "Fresnel zone plate", probe_nm=61.6, step_nm=50.0, threshold="half-bit",
-        paper={"probe_nm": 61.6, "lr_nm": 72.0, "hr_nm": 22.0, "combined_nm": 94.8,
-               "psnr_lr_db": 41.6, "psnr_hr_db": 32.7},
+        paper={"probe_nm": 61.6, "lr_half_period_nm": 72.0, "hr_half_period_nm": 22.0,
+               "combined_half_period_nm": 94.8, "psnr_lr_db": 41.6, "psnr_hr_db": 32.7},
     ),
     Optic(
         "MLL", "multilayer Laue lenses", probe_nm=24.7, step_nm=30.0, threshold="one-bit",
-        paper={"probe_nm": 24.7, "lr_nm": 51.8, "hr_nm": 24.5, "combined_nm": 57.4,
-               "psnr_lr_db": 41.3, "psnr_hr_db": 20.6},
+        paper={"probe_nm": 24.7, "lr_half_period_nm": 51.8, "hr_half_period_nm": 24.5,
+               "combined_half_period_nm": 57.4, "psnr_lr_db": 41.3, "psnr_hr_db": 20.6},
     ),
 )
 """The paper's two optics with the scan step the demo pairs with each, and the paper's numbers for them."""
@@ -118,6 +126,8 @@ class OpticRun:
     psnr_db: dict[str, dict[str, float]]
     alignment_shift_nm: dict[str, float]
     numbers: dict[str, Any] = field(default_factory=dict)
+    fsc_warnings: list[str] = field(default_factory=list)
+    """What :class:`~xrfsr_dask.errors.EnhancedFSCWarning` said about this optic's FSCs (the enhanced pair)."""
 
 
 @dataclass
@@ -203,8 +213,16 @@ def _on_grid(truth: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
     return coarse.assign_coords({d: like[d] for d in ("z", "y", "x")})
 
 
-def _resolution(result: xr.Dataset, threshold: str | float, element: str = "Ni_K") -> float:
-    return float(result.resolution_nm.sel(element=element, threshold=threshold))
+RESOLUTION_CONVENTION = (
+    "*_half_period_nm: half period 1/(2f) at the FSC crossing frequency f, the paper's convention; "
+    "*_full_period_nm: full period 1/f; combined: sqrt(b^2 + s^2) with s the LR half period"
+)
+"""What the resolutions in ``results.json`` mean (written there as ``resolution_convention``)."""
+
+
+def _resolution(result: xr.Dataset, threshold: str | float, element: str = "Ni_K", *,
+                period: str = "half") -> float:
+    return float(result[f"resolution_{period}_period_nm"].sel(element=element, threshold=threshold))
 
 
 def _optic_run(optic: Optic, out: Path, settings: dict[str, Any], stages: _Stages, client: Any) -> OpticRun:
@@ -273,8 +291,17 @@ def _optic_run(optic: Optic, out: Path, settings: dict[str, Any], stages: _Stage
 
     def measure() -> dict[str, Any]:
         on = {grid: _on_grid(truth, volumes[f"{grid}_a"]) for grid in ("lr", "hr")}
-        curves = {grid: fsc(volumes[f"{grid}_a"], volumes[f"{grid}_b"], thresholds=["half-bit", "one-bit"],
-                            progress=False) for grid in ("lr", "hr")}
+        # The paper's HR figure is an FSC between two enhanced datasets, which the library warns about
+        # (it measures reproducibility): run it as the paper did, and keep the warning for the report.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", EnhancedFSCWarning)
+            curves = {grid: fsc(volumes[f"{grid}_a"], volumes[f"{grid}_b"], thresholds=["half-bit", "one-bit"],
+                                progress=False) for grid in ("lr", "hr")}
+        notes = [f"{optic.name}, FSC of the HR volumes a and b: {w.message}" for w in caught
+                 if issubclass(w.category, EnhancedFSCWarning)]
+        for w in caught:
+            if not issubclass(w.category, EnhancedFSCWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         curves |= {f"{grid}_truth": fsc(volumes[f"{grid}_a"], on[grid], thresholds=[0.5], progress=False)
                    for grid in ("lr", "hr")}
         spectra = {grid: psd(volumes[f"{grid}_a"], bins="log", progress=False) for grid in ("lr", "hr")}
@@ -284,37 +311,42 @@ def _optic_run(optic: Optic, out: Path, settings: dict[str, Any], stages: _Stage
                    for variant in ("standard", "paper")}
             for grid in ("lr", "hr")
         }
-        return {"truth": on, "fsc": curves, "psd": spectra, "psnr": ratios}
+        return {"truth": on, "fsc": curves, "psd": spectra, "psnr": ratios, "warnings": notes}
 
     measured = stages.run(f"{optic.name}: FSC (half-bit, one-bit, against truth), PSD, PSNR", measure)
     run = OpticRun(optic, image, fit, volumes, measured["truth"], measured["fsc"], measured["psd"],
-                   measured["psnr"], shifts)
+                   measured["psnr"], shifts, fsc_warnings=measured["warnings"])
     run.numbers = _numbers(run, fwhm)
     return run
 
 
 def _numbers(run: OpticRun, fwhm: float) -> dict[str, Any]:
-    """The figures of one optic for the report's table and ``results.json``."""
+    """The figures of one optic for the report's table and ``results.json``; resolutions as half periods."""
     optic, curves = run.optic, run.fsc
     per_element = {
         element: {
-            f"{grid}_{threshold}_nm": float(curves[grid].resolution_nm.sel(element=element, threshold=threshold))
+            f"{grid}_{threshold}_half_period_nm": _resolution(curves[grid], threshold, element)
             for grid in ("lr", "hr") for threshold in ("half-bit", "one-bit")
-        } | {f"{grid}_truth_nm": float(curves[f"{grid}_truth"].resolution_nm.sel(element=element, threshold="0.5"))
+        } | {f"{grid}_truth_half_period_nm": _resolution(curves[f"{grid}_truth"], "0.5", element)
              for grid in ("lr", "hr")}
         for element in ELEMENTS
     }
-    lr, hr = _resolution(curves["lr"], optic.threshold), _resolution(curves["hr"], optic.threshold)
-    lr_truth, hr_truth = _resolution(curves["lr_truth"], "0.5"), _resolution(curves["hr_truth"], "0.5")
+    keys = {"lr": ("lr", optic.threshold), "hr": ("hr", optic.threshold),
+            "lr_truth": ("lr_truth", "0.5"), "hr_truth": ("hr_truth", "0.5")}
+    half = {name: _resolution(curves[curve], t) for name, (curve, t) in keys.items()}
+    full = {name: _resolution(curves[curve], t, period="full") for name, (curve, t) in keys.items()}
     return {
         "probe_fit_nm": {"geometric_mean": fwhm, "major": float(run.probe_fit.fwhm_major_nm),
                          "minor": float(run.probe_fit.fwhm_minor_nm),
                          "major_stderr": float(run.probe_fit.fwhm_major_nm_stderr)},
         "probe_true_nm": optic.probe_nm,
         "threshold": optic.threshold,
-        "lr_nm": lr, "hr_nm": hr, "lr_truth_nm": lr_truth, "hr_truth_nm": hr_truth,
-        "combined_nm": float(combined_resolution_nm(fwhm, lr)),
-        "combined_truth_nm": float(combined_resolution_nm(optic.probe_nm, lr_truth)),
+        "resolution_convention": RESOLUTION_CONVENTION,
+        **{f"{name}_half_period_nm": value for name, value in half.items()},
+        **{f"{name}_full_period_nm": value for name, value in full.items()},
+        "combined_half_period_nm": float(combined_resolution_nm(fwhm, half["lr"])),
+        "combined_truth_half_period_nm": float(combined_resolution_nm(optic.probe_nm, half["lr_truth"])),
+        "fsc_warnings": list(run.fsc_warnings),
         "psnr_db": run.psnr_db,
         "alignment_rms_shift_nm": run.alignment_shift_nm,
         "per_element": per_element,

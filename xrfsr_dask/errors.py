@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "CorruptChunkError",
+    "EnhancedFSCWarning",
     "GridMismatchError",
     "IncompleteStoreError",
     "IngestError",
@@ -34,6 +35,17 @@ class XrfsrError(Exception):
 
 class XrfsrWarning(UserWarning):
     """Warning issued by xrfsr_dask (an error in the library's own test suite)."""
+
+
+class EnhancedFSCWarning(XrfsrWarning):
+    """FRC/FSC between two enhanced datasets: the crossing measures reproducibility, not resolution.
+
+    The same network processed both inputs, so whatever it adds to both
+    (sharpened edges, learned texture) correlates between them and counts as
+    signal; the crossing can claim detail the data do not hold. Compare one
+    enhanced dataset with a ground truth where one exists, or check it
+    against the measured data with ``xrfsr_dask.consistency``.
+    """
 
 
 class SchemaError(XrfsrError, ValueError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -59,7 +59,20 @@ def _scale_bar(ax: Any, width_nm: float) -> None:
     ax.add_artist(bar)
 
 
-def plot_fsc(result: xr.Dataset, *, thresholds: Sequence[str] | None = None, title: str | None = None) -> Figure:
+_PERIOD = {
+    "half": ("half-period", "1/(2f)", 2.0),
+    "full": ("full-period", "1/f", 1.0),
+}
+"""Resolution conventions: name, formula at the crossing frequency f, and the factor c in 1 / (c f)."""
+
+
+def plot_fsc(
+    result: xr.Dataset,
+    *,
+    thresholds: Sequence[str] | None = None,
+    period: Literal["half", "full"] = "half",
+    title: str | None = None,
+) -> Figure:
     """Correlation curve(s) with threshold curves and the crossings marked in nm.
 
     Parameters
@@ -69,6 +82,10 @@ def plot_fsc(result: xr.Dataset, *, thresholds: Sequence[str] | None = None, tit
         :func:`~xrfsr_dask.metrics.fsc` (one curve per element or other batch item).
     thresholds
         Which threshold curves to draw; default all in ``result``.
+    period
+        The resolution convention of the legend and the top axis: ``"half"``
+        (``1 / (2 f)`` at the crossing frequency ``f``, X-ray microscopy's and
+        Wu et al.'s, the default) or ``"full"`` (``1 / f``).
     title
         Figure title; default names the kind (FRC/FSC).
 
@@ -76,8 +93,12 @@ def plot_fsc(result: xr.Dataset, *, thresholds: Sequence[str] | None = None, tit
     -------
     matplotlib.figure.Figure
         Correlation against spatial frequency (1/nm) with a resolution (nm)
-        axis on top; each crossing marked and listed in the legend.
+        axis on top; each crossing marked and listed in the legend. The top
+        axis label and the legend title name the convention.
     """
+    if period not in _PERIOD:
+        raise ValueError(f"period must be 'half' or 'full'; got {period!r}.")
+    convention, formula, factor = _PERIOD[period]
     names = list(result.threshold.values) if thresholds is None else list(thresholds)
     kind = str(result.attrs.get("kind", "fsc")).upper()
     fig = Figure(figsize=(8, 6), layout="constrained")
@@ -96,13 +117,12 @@ def plot_fsc(result: xr.Dataset, *, thresholds: Sequence[str] | None = None, tit
         curve = result.correlation.isel(where)
         crossings = []
         for name in names:
-            res = float(result.resolution_nm.isel(where).sel(threshold=name))
-            if np.isfinite(res):
-                crossings.append((name, res))
-        text = ", ".join(f"{name} {res:.1f} nm" for name, res in crossings) or "no crossing"
+            f = float(result.crossing_frequency.isel(where).sel(threshold=name))
+            if np.isfinite(f):
+                crossings.append((name, f))
+        text = ", ".join(f"{name} {1.0 / (factor * f):.1f} nm" for name, f in crossings) or "no crossing"
         (line,) = ax.plot(freq[1:], curve.values[1:], linewidth=1.6, label=f"{label or kind}: {text}")
-        for _, res in crossings:
-            f = 1.0 / res
+        for _, f in crossings:
             ax.plot(f, float(np.interp(f, freq, curve.values)), "o", color=line.get_color(),
                     markersize=7, markerfacecolor="none")
     ax.axhline(0, color="0.8", linewidth=0.8)
@@ -110,10 +130,14 @@ def plot_fsc(result: xr.Dataset, *, thresholds: Sequence[str] | None = None, tit
     ax.set_ylim(min(-0.1, float(np.nanmin(result.correlation.values[..., 1:])) - 0.05), 1.05)
     ax.set_xlabel("spatial frequency (1/nm)")
     ax.set_ylabel(result.correlation.attrs.get("long_name", "correlation"))
-    top = ax.secondary_xaxis("top", functions=(_inverse, _inverse))
-    top.set_xticks(_resolution_ticks(freq[1] / 2, freq[-1]))
-    top.set_xlabel("resolution (nm)")
-    fig.legend(fontsize=8, loc="outside lower center", ncols=2, title="circles: crossings", title_fontsize=8)
+    def to_resolution(x: Any) -> Any:  # 1 / (c f); its own inverse
+        return _inverse(factor * np.asarray(x, dtype=np.float64))
+
+    top = ax.secondary_xaxis("top", functions=(to_resolution, to_resolution))
+    top.set_xticks(_resolution_ticks(freq[1] / 2, freq[-1], factor=factor))
+    top.set_xlabel(f"{convention} resolution {formula} (nm)")
+    fig.legend(fontsize=8, loc="outside lower center", ncols=2,
+               title=f"circles: crossings f; resolution as {convention} {formula} in nm", title_fontsize=8)
     ax.set_title(title or f"{kind} with threshold curves")
     return fig
 
@@ -122,15 +146,15 @@ plot_frc = plot_fsc
 """Alias of :func:`plot_fsc`: the same figure for a 2-D FRC result."""
 
 
-def _resolution_ticks(f_low: float, f_high: float) -> list[float]:
-    """Round resolutions (1, 2, 5 × 10^k nm) spread over the frequency range, at most 7."""
-    low, high = 1.0 / f_high, 1.0 / f_low
+def _resolution_ticks(f_low: float, f_high: float, *, factor: float = 1.0) -> list[float]:
+    """Round resolutions ``1 / (factor f)`` (1, 2, 5 × 10^k nm) spread over the frequency range."""
+    low, high = 1.0 / (factor * f_high), 1.0 / (factor * f_low)
     ticks = [m * 10.0**k for k in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
              for m in (1, 2, 5)]
     kept: list[float] = []
     for t in (t for t in ticks if low <= t <= high):
         # Coarse resolutions crowd towards zero frequency: keep ticks 6 % of the axis apart.
-        if not kept or (1.0 / kept[-1] - 1.0 / t) > 0.06 * f_high:
+        if not kept or (1.0 / (factor * kept[-1]) - 1.0 / (factor * t)) > 0.06 * f_high:
             kept.append(t)
     return kept
 

@@ -8,7 +8,10 @@ and writes ``index.html`` beside ``S1.png`` … ``S6.png``:
 - S2: loss curves from the training log of the model used;
 - S3: the probe fits of both optics;
 - S4: FSC between the two datasets (half-bit, one-bit) and against the
-  ground truth (0.5), LR and HR, crossings in nm;
+  ground truth (0.5), LR and HR, crossings as half periods 1/(2f) in nm,
+  and what the FSC between the two enhanced datasets does and does not
+  measure (the library's :class:`~xrfsr_dask.errors.EnhancedFSCWarning`,
+  recorded by the demo, is shown);
 - S5: central slices of the LR and HR volumes, Ni, Co and Mo;
 - S6: PSD of the LR and HR volumes;
 
@@ -141,12 +144,13 @@ def _comparison_rows(runs: Sequence[OpticRun]) -> list[tuple[str, str, str, str,
              (f"{n['probe_fit_nm']['geometric_mean']:.1f} nm (major {n['probe_fit_nm']['major']:.1f} "
               f"± {n['probe_fit_nm']['major_stderr']:.2f}, minor {n['probe_fit_nm']['minor']:.1f})"),
              _fmt(n["probe_true_nm"], " nm") + " (simulated)"),
-            (f"LR resolution, FSC {t}", name, _fmt(paper["lr_nm"], " nm"), _fmt(n["lr_nm"], " nm"),
-             _fmt(n["lr_truth_nm"], " nm")),
-            (f"HR resolution, FSC {t}", name, _fmt(paper["hr_nm"], " nm"), _fmt(n["hr_nm"], " nm"),
-             _fmt(n["hr_truth_nm"], " nm")),
-            ("combined sqrt(b² + s²)", name, _fmt(paper["combined_nm"], " nm"), _fmt(n["combined_nm"], " nm"),
-             _fmt(n["combined_truth_nm"], " nm")),
+            (f"LR resolution, FSC {t}, half period 1/(2f)", name, _fmt(paper["lr_half_period_nm"], " nm"),
+             _fmt(n["lr_half_period_nm"], " nm"), _fmt(n["lr_truth_half_period_nm"], " nm")),
+            (f"HR resolution, FSC {t}, half period 1/(2f) (enhanced pair: reproducibility, see below)", name,
+             _fmt(paper["hr_half_period_nm"], " nm"), _fmt(n["hr_half_period_nm"], " nm"),
+             _fmt(n["hr_truth_half_period_nm"], " nm")),
+            ("combined sqrt(b² + s²), s the LR half period", name, _fmt(paper["combined_half_period_nm"], " nm"),
+             _fmt(n["combined_half_period_nm"], " nm"), _fmt(n["combined_truth_half_period_nm"], " nm")),
             ("PSNR between datasets, LR (paper's formula)", name, _fmt(paper["psnr_lr_db"], " dB"),
              f"{n['psnr_db']['lr']['paper']:.1f} dB (standard {n['psnr_db']['lr']['standard']:.1f} dB)", "—"),
             ("PSNR between datasets, HR (paper's formula)", name, _fmt(paper["psnr_hr_db"], " dB"),
@@ -165,8 +169,8 @@ def _element_rows(run: OpticRun) -> list[list[str]]:
     rows = []
     for element, values in run.numbers["per_element"].items():
         rows.append([run.optic.name, element] + [
-            _fmt(values[key], " nm") for key in (
-                "lr_half-bit_nm", "lr_one-bit_nm", "lr_truth_nm", "hr_half-bit_nm", "hr_one-bit_nm", "hr_truth_nm")
+            _fmt(values[f"{key}_half_period_nm"], " nm") for key in (
+                "lr_half-bit", "lr_one-bit", "lr_truth", "hr_half-bit", "hr_one-bit", "hr_truth")
         ])
     return rows
 
@@ -226,7 +230,10 @@ def write_report(run: DemoRun, folder: str | Path) -> Path:
               "FWHM ellipse and profiles through the centre.",
         "S4": "Left pair: FSC between the two independent datasets (half-bit and one-bit thresholds), as in the "
               "paper. Right pair: FSC of dataset a against the ground truth on the same voxels (threshold 0.5), "
-              "which the paper could not measure. Circles mark the crossings.",
+              "which the paper could not measure. Circles mark the crossings f; the legends and the top axes "
+              "give resolutions as half periods 1/(2f). The HR curve between datasets a and b compares two "
+              "enhanced datasets: it measures how reproducible the enhancement is, not the resolution; the HR "
+              "curve against the ground truth measures the resolution (see FSC of enhanced data above).",
         "S5": "Central slices (normal to the rotation axis) of the FBP reconstructions of dataset a, LR and HR.",
         "S6": "Shell-averaged power spectral density of the LR and HR volumes (log-spaced shells).",
     }
@@ -238,6 +245,12 @@ def write_report(run: DemoRun, folder: str | Path) -> Path:
         ["optic", "element", "LR half-bit", "LR one-bit", "LR vs truth (0.5)", "HR half-bit", "HR one-bit",
          "HR vs truth (0.5)"],
         [row for o in optics for row in _element_rows(o)],
+    )
+    recorded = [note for o in optics for note in o.fsc_warnings]
+    fsc_warnings = (
+        "<p>The library warned (<code>EnhancedFSCWarning</code>) when the demo ran it:</p><ul>"
+        + "".join(f"<li><code>{html.escape(note)}</code></li>" for note in recorded) + "</ul>"
+        if recorded else "<p>No FSC warning was recorded in this run.</p>"
     )
     timing = _table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in run.seconds.items()])
     setup = _table(["setting", "value"], [
@@ -269,16 +282,28 @@ networks</i>, npj Comput. Mater. 9, 43 (2023), run by <code>xrfsr demo</code> on
 (interleaved angles, their own drift, jitter and counting noise).</p>
 <h2>Paper against this run</h2>
 {table}
-<p><b>How to read it.</b> Resolutions are Ni K. The probe FWHM is the geometric mean of the fitted
+<p><b>How to read it.</b> Resolutions are Ni K, given as half periods 1/(2f) at the FSC crossing
+frequency f: the convention of X-ray microscopy and of the paper, whose LR resolutions lie above the scan
+step (the half period at the Nyquist frequency). Full periods 1/f, twice these, are in
+<code>results.json</code> (<code>*_full_period_nm</code>). The probe FWHM is the geometric mean of the fitted
 major and minor FWHM (± the fit's standard error). The LR and HR rows use the threshold the paper used for
 that optic (FZP half-bit, MLL one-bit) on the FSC between the two datasets. The combined resolution is
-sqrt(b² + s²) with b the fitted probe FWHM and s the LR FSC resolution, as in the paper. The ground-truth
+sqrt(b² + s²) with b the fitted probe FWHM and s the LR FSC half period, as in the paper. The ground-truth
 column is what the synthetic data allow: the simulated probe, and the FSC of dataset a against the true
 particle on the same voxels at 0.5; the combined entry uses both. The paper's PSNR formula,
 20·log10(MAX/MSE) with MAX = 1, is exactly twice the standard 10·log10(MAX²/MSE) in dB; both are
 given. "Not crossed": the curve stays above the threshold up to Nyquist (the LR or HR voxel's
-resolution limit, 2 voxels).</p>
-<h2>Every element</h2>
+resolution limit, a half period of 1 voxel).</p>
+<h2>FSC of enhanced data</h2>
+<p>The HR row "this run" is, as in the paper, an FSC between two enhanced datasets. It measures how
+reproducible the enhancement is, not the resolution: the same network processed both datasets, so what it
+adds to both correlates, and the curve cannot tell it from detail in the sample. Compare it with the
+ground-truth column, the FSC of one enhanced dataset against the true particle: where the HR FSC between
+datasets is finer, it claims more than the data hold. On measured data, where no ground truth exists,
+check the enhanced data against the measured data with the data-consistency check
+(<code>xrfsr_dask.consistency</code>) rather than quoting this FSC as a resolution.</p>
+{fsc_warnings}
+<h2>Every element (half periods 1/(2f))</h2>
 {elements}
 <h2>Figures</h2>
 {figures_html}

@@ -66,8 +66,9 @@ def test_frc_of_an_image_with_itself_is_one_and_never_crosses():
     image = np.random.default_rng(1).normal(size=(96, 80)).astype(np.float32)
     result = frc(image, image, pixel_nm=(10.0, 12.5))
     np.testing.assert_allclose(result.correlation, 1.0, rtol=1e-6)
-    assert np.isnan(result.resolution_nm).all()
-    assert result.frequency.attrs["units"] == "1/nm" and result.resolution_nm.attrs["units"] == "nm"
+    assert np.isnan(result.resolution_full_period_nm).all() and np.isnan(result.resolution_half_period_nm).all()
+    assert result.frequency.attrs["units"] == "1/nm"
+    assert result.resolution_full_period_nm.attrs["units"] == result.resolution_half_period_nm.attrs["units"] == "nm"
     assert list(result.threshold.values) == list(THRESHOLDS)
     # Rings end at the smaller Nyquist frequency, 1 / (2 · 12.5 nm).
     assert result.frequency[-1] <= 1 / 25.0 + 1e-12
@@ -104,7 +105,7 @@ def test_resolution_follows_the_blur_and_matches_the_reference():
     for fwhm in (30.0, 60.0, 120.0):
         a, b = blurred_pair(fwhm)
         result = frc(a, b)
-        ours.append(float(result.resolution_nm.sel(threshold="half-bit")))
+        ours.append(float(result.resolution_full_period_nm.sel(threshold="half-bit")))
         reference.append(reference_resolution(*reference_correlation(a.values, b.values, (10.0, 10.0))))
     assert ours[0] < ours[1] < ours[2]
     np.testing.assert_allclose(ours, reference, rtol=0.15)
@@ -127,7 +128,7 @@ def test_dask_volume_in_odd_chunks_equals_in_memory():
     )
     np.testing.assert_allclose(lazy.correlation, eager.correlation, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(lazy.samples, eager.samples)
-    np.testing.assert_allclose(lazy.resolution_nm, eager.resolution_nm, rtol=1e-5)
+    np.testing.assert_allclose(lazy.resolution_half_period_nm, eager.resolution_half_period_nm, rtol=1e-5)
 
 
 def test_dask_inputs_chunked_differently_pair_their_blocks(monkeypatch):
@@ -149,7 +150,7 @@ def test_element_batch_and_dtypes():
     volume_b = xr.concat([b, 2 * b], dim="element").assign_coords(element=["Ni_K", "Co_K"])
     both = frc(volume_a, volume_b)
     assert both.correlation.dims == ("element", "frequency")
-    assert both.resolution_nm.dims == ("element", "threshold")
+    assert both.resolution_half_period_nm.dims == both.resolution_full_period_nm.dims == ("element", "threshold")
     with pytest.raises(ValueError, match="different 'element' labels"):
         frc(volume_a, volume_b.assign_coords(element=["Co_K", "Ni_K"]))
     single = frc(a, b)
@@ -171,9 +172,11 @@ def test_fsc_of_xrf_volumes_with_anisotropic_voxels():
     result = fsc(a, b)
     assert result.attrs["spacing_nm"] == [40.0, 20.0, 20.0]
     assert list(result.element.values) == list(a.element.values)
-    # Shells end at the z Nyquist frequency 1/(2·40 nm): no finer resolution can be reported.
-    half_bit = result.resolution_nm.sel(threshold="half-bit")
-    assert np.isfinite(half_bit).all() and (half_bit >= 80.0).all()
+    # Shells end at the z Nyquist frequency 1/(2·40 nm): no finer resolution can be reported,
+    # a full period of two z voxels, a half period of one.
+    full = result.resolution_full_period_nm.sel(threshold="half-bit")
+    half = result.resolution_half_period_nm.sel(threshold="half-bit")
+    assert np.isfinite(full).all() and (full >= 80.0).all() and (half >= 40.0).all()
 
 
 def test_split_even_odd_halves_an_angle_series():
@@ -262,5 +265,98 @@ def test_resolution_agrees_with_the_frc_package(monkeypatch):
         rings = np.arange(len(curve)) / n
         # Ring 0 is left out: float round-off puts it a hair below its threshold of 1.
         peer_px, *_ = peer.frc_res(rings[1:], curve[1:], n, threshold="half_bit")
-        ours = float(frc(a, b).resolution_nm.sel(threshold="half-bit"))
+        ours = float(frc(a, b).resolution_full_period_nm.sel(threshold="half-bit"))
         assert ours == pytest.approx(peer_px * 10.0, rel=0.15)
+
+
+def band_limited_pair(shape, spacing_nm, f0, *, snr=25.0, seed=0):
+    """Two noisy copies of one random signal whose spectrum is flat below ``f0`` (1/nm) and zero above.
+
+    Below ``f0`` the signal's power per Fourier sample is ``snr`` times the
+    noise's, so the correlation is ``snr / (1 + snr)`` ≈ 0.96 there and noise
+    (≈ 0) above: every threshold is crossed at ``f0``.
+    """
+    rng = np.random.default_rng(seed)
+    freqs = np.meshgrid(*[np.fft.fftfreq(n, spacing_nm) for n in shape], indexing="ij")
+    radius = np.sqrt(sum(f**2 for f in freqs))
+    signal = np.fft.ifftn(np.fft.fftn(rng.normal(size=shape)) * (radius < f0)).real
+    return tuple(np.sqrt(snr) * signal + rng.normal(size=shape) for _ in range(2))
+
+
+@pytest.mark.parametrize(("shape", "k"), [((256, 256), 51), ((64, 64, 64), 20)])
+def test_known_crossing_gives_full_period_one_over_f0_and_half_period_half_of_it(shape, k):
+    spacing = 10.0
+    width = 1 / (shape[0] * spacing)  # the shell width
+    # f0 on a shell boundary: shell k lies wholly inside the band, shell k + 1 wholly outside.
+    f0 = (k + 0.5) * width
+    a, b = band_limited_pair(shape, spacing, f0)
+    run, key = (frc, "pixel_nm") if len(shape) == 2 else (fsc, "voxel_nm")
+    result = run(a, b, **{key: spacing}, progress=False)
+    crossing = result.crossing_frequency.values
+    # Every threshold is crossed within half a shell width of f0 (1 % of f0 in 2-D, 2.4 % in 3-D) ...
+    np.testing.assert_allclose(crossing, f0, atol=width / 2)
+    tolerance = 0.5 * width / (f0 - width / 2)
+    # ... so the full period is 1/f0 and the half period 1/(2 f0) within the same relative tolerance.
+    np.testing.assert_allclose(result.resolution_full_period_nm, 1 / f0, rtol=tolerance)
+    np.testing.assert_allclose(result.resolution_half_period_nm, 1 / (2 * f0), rtol=tolerance)
+    np.testing.assert_allclose(result.resolution_full_period_nm, 1 / crossing, rtol=1e-12)
+    np.testing.assert_allclose(result.resolution_half_period_nm, 1 / (2 * crossing), rtol=1e-12)
+
+
+def test_resolution_variables_say_their_convention():
+    a, b = blurred_pair(40.0)
+    result = frc(a, b)
+    assert "resolution_nm" not in result
+    full, half = result.resolution_full_period_nm, result.resolution_half_period_nm
+    assert full.attrs["units"] == half.attrs["units"] == "nm"
+    assert full.attrs["long_name"] == "full-period resolution" and full.attrs["definition"].startswith("1 / f ")
+    assert half.attrs["long_name"] == "half-period resolution"
+    assert half.attrs["definition"].startswith("1 / (2 f) ") and "X-ray microscopy" in half.attrs["definition"]
+    np.testing.assert_array_equal(half, full / 2)
+
+
+def _enhanced(x, model="rdn-small-x2"):
+    from xrfsr_dask import add_provenance
+
+    return add_provenance(x, "xrfsr_dask.enhance.enhance", {"model": model, "scale": 2})
+
+
+def test_frc_between_two_enhanced_datasets_warns_and_names_them():
+    from xrfsr_dask import EnhancedFSCWarning
+
+    a, b = blurred_pair(40.0)
+    message = (r"FRC between two enhanced datasets, a \(enhanced by rdn-small-x2\) and b \(enhanced by rdn-x\)"
+               r".* reproducible .* not the resolution.*ground truth.*xrfsr_dask\.consistency")
+    with pytest.warns(EnhancedFSCWarning, match=message) as caught:
+        warned = frc(_enhanced(a), _enhanced(b, "rdn-x"))
+    # The warning points at the caller's line, and the curve is still computed.
+    assert caught[0].filename == __file__
+    np.testing.assert_allclose(warned.correlation, frc(a, b).correlation)
+    # One enhanced input against an unenhanced reference (a ground truth) is the remedy: no warning
+    # (the suite turns the library's warnings into errors).
+    frc(_enhanced(a), b)
+    frc(a, _enhanced(b))
+
+
+def test_fsc_of_volumes_reconstructed_from_enhanced_data_warns():
+    from xrfsr_dask import EnhancedFSCWarning
+
+    rng = np.random.default_rng(6)
+    base = ndimage.gaussian_filter(rng.random((1, 16, 24, 24)), 1.5)
+    a, b = (xrf_volume(base + 0.01 * rng.normal(size=base.shape), elements=["Ni"], voxel_nm=20.0) for _ in "ab")
+    # Records a reconstruction keeps from its projections, then its own.
+    a, b = (_enhanced(v).assign_attrs(provenance=[*_enhanced(v).attrs["provenance"],
+                                                  {"operation": "xrfsr_dask.tomo.reconstruct"}]) for v in (a, b))
+    with pytest.warns(EnhancedFSCWarning, match=r"^FSC between two enhanced datasets"):
+        fsc(a, b, progress=False)
+
+
+def test_real_enhance_output_is_recognised_as_enhanced():
+    from xrfsr_dask import EnhancedFSCWarning
+    from xrfsr_dask.enhance import enhance
+
+    truth = nmc_particle((128, 128), pixel_nm=10.0, seed=4, elements=["Ni_K"])
+    maps = xrf_maps(truth.coarsen(y=2, x=2).mean().values, elements=["Ni_K"], step_nm=20.0)
+    hr = enhance(maps, "rdn-small-x2")  # lazy: the provenance is there before anything is computed
+    with pytest.warns(EnhancedFSCWarning, match=r"enhanced by rdn-small-x2\) and b \(enhanced by rdn-small-x2\)"):
+        frc(hr, hr + 1.0, progress=False)
