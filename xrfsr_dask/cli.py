@@ -1,7 +1,7 @@
 """The ``xrfsr`` command line.
 
 Commands: ``info``, ``verify``, ``unlock``, ``ingest``, ``phantom``, ``simulate``, ``probe``, ``fsc``, ``train``,
-``enhance``, ``reconstruct``, ``demo``.
+``enhance``, ``check``, ``reconstruct``, ``demo``.
 
 Errors of the library (:class:`~xrfsr_dask.errors.XrfsrError`) and invalid
 values it refuses (:class:`ValueError`, whose messages name the argument and
@@ -478,6 +478,9 @@ def enhance(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     cluster: Annotated[str, typer.Option(help="none (threads here), local (new cluster) or an address.")] = "none",
     resume: Annotated[bool, typer.Option(help="Finish an interrupted run: compute only missing chunks.")] = False,
+    refine: Annotated[int, typer.Option(help="Poisson-likelihood refinement iterations after the network (0: none).")] = 0,
+    refine_weight: Annotated[float, typer.Option(help="How strongly refinement stays near the network's output.")] = 1.0,
+    check: Annotated[bool, typer.Option(help="Also write the consistency check beside DST (DST.consistency.zarr).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing destination.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     storage_option: StorageOptions = None,
@@ -488,7 +491,75 @@ def enhance(
     options = _pairs(storage_option, "--storage-option")
     _write_on_cluster(cluster, enhance_to_zarr, src, dst, model, halo=halo, tile=tile, batch_size=batch_size,
                       device=device, resume=resume, overwrite=overwrite, storage_options=options,
-                      progress=progress)
+                      progress=progress, refine=refine, refine_weight=refine_weight, check=check)
+
+
+def _check_line(label: str, row: dict[str, Any], tolerance: float) -> str:
+    """One map's line of ``xrfsr check``."""
+    text = (f"  {label}: mean deviance {row['mean_deviance']:.3f} per scan pixel (Poisson noise alone: "
+            f"{row['expected_mean_deviance']:.3f}), count ratio {row['count_ratio']:.4f} (forward-projected / "
+            f"measured counts), total-count ratio {row['total_count_ratio']:.4f} (mean counts per scan point, "
+            "enhanced / measured)")
+    if row["mean_deviance"] < row["expected_mean_deviance"] / tolerance:
+        text += "; below the noise: the map reproduces the measurement's noise"
+    return text + ("" if row["consistent"] else "  <- NOT consistent")
+
+
+@app.command()
+def check(
+    enhanced: Annotated[str, typer.Argument(help="Enhanced maps or series store (path or URL).")],
+    measured: Annotated[str, typer.Argument(help="The measured (LR) store it was enhanced from.")],
+    probe_fwhm: Annotated[str | None, typer.Option(
+        help="Probe FWHM in nm (one number or major,minor); default: the measured store's probe_fwhm_nm.")] = None,
+    max_deviance: Annotated[float, typer.Option(
+        help="Verdict: mean deviance at most this factor of what Poisson noise alone gives.")] = 1.25,
+    count_tolerance: Annotated[float, typer.Option(
+        help="Verdict: forward-projected counts within this fraction of the measured counts.")] = 0.02,
+    out: Annotated[str | None, typer.Option(help="Also write the check (deviance maps, summaries) to this store.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out store.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    storage_option: StorageOptions = None,
+) -> None:
+    """Check an enhanced store against the measured counts: Poisson deviance and counts per map (exit code 1 if not consistent)."""
+    from xrfsr_dask.consistency import consistency, consistency_to_zarr
+    from xrfsr_dask.io import open_xrf
+
+    options = _pairs(storage_option, "--storage-option")
+    fwhm = _floats(probe_fwhm, "--probe-fwhm") if probe_fwhm else None
+    probe = None if fwhm is None else fwhm[0] if len(fwhm) == 1 else fwhm
+    tolerances = {"deviance_tolerance": max_deviance, "count_tolerance": count_tolerance}
+    if out:
+        result = _run(consistency_to_zarr, enhanced, measured, out, probe=probe, overwrite=overwrite,
+                      storage_options=options, **tolerances)
+    else:
+        hr, lr = (_run(open_xrf, url, storage_options=options) for url in (enhanced, measured))
+        result = _run(consistency, hr, lr, probe=probe, **tolerances)
+    names = ["mean_deviance", "expected_mean_deviance", "count_ratio", "total_count_ratio", "pixels", "consistent"]
+    table = result[names].compute().to_dataframe().reset_index()
+    rows = table[[c for c in table.columns if c not in ("line", "energy_kev")]].to_dict("records")
+    ok = bool(table["consistent"].all())
+    attrs = result.attrs
+    if as_json:
+        typer.echo(json.dumps({"enhanced": enhanced, "measured": measured, "consistent": ok, "maps": rows,
+                               "probe_fwhm_nm": attrs["probe_fwhm_nm"], "step_nm": attrs["step_nm"],
+                               "ratio": attrs["ratio"], "scan_mode": attrs["scan_mode"]}, indent=2, default=str))
+    else:
+        major, minor = attrs["probe_fwhm_nm"]
+        typer.echo(f"{enhanced} against {measured}: {attrs['scan_mode']} scan, step {attrs['step_nm'][0]:g} x "
+                   f"{attrs['step_nm'][1]:g} nm, probe {major:.1f} x {minor:.1f} nm FWHM, enhanced grid "
+                   f"{attrs['ratio'][0]} x {attrs['ratio'][1]} finer, {int(table['pixels'].max())} scan pixels per map")
+        for row in rows:
+            label = " ".join(f"{row[d]}" if d == "element" else f"{d} {row[d]:g}" for d in ("element", "angle")
+                             if d in row)
+            typer.echo(_check_line(label, row, max_deviance))
+        bad = [str(r["element"]) + (f" angle {r['angle']:g}" if "angle" in r else "") for r in rows if not r["consistent"]]
+        rule = f"mean deviance within {max_deviance:g} x the noise's and counts within {100 * count_tolerance:g} %"
+        typer.echo(f"verdict: consistent ({rule} for every map)" if ok else
+                   f"verdict: NOT consistent: {', '.join(bad)} ({len(bad)} of {len(rows)} maps outside {rule})")
+        if out:
+            typer.echo(f"check written to {out}")
+    if not ok:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -134,6 +134,8 @@ def enhance(
     device: str = "auto",
     precision: Literal["auto", "fp32", "bf16"] = "auto",
     nan: Literal["raise", "mask"] = "mask",
+    refine: int = 0,
+    refine_weight: float = 1.0,
 ) -> xr.DataArray:
     """Enhance XRF maps or a projection series with an RDN, lazily and chunk by chunk.
 
@@ -168,6 +170,12 @@ def enhance(
     nan
         ``"mask"`` (default): NaN pixels stay NaN in their output footprint
         and do not smear into their neighbours; ``"raise"``: NaN is an error.
+    refine, refine_weight
+        After the network, this many iterations of
+        :func:`xrfsr_dask.consistency.refine` with weight ``refine_weight``:
+        the output moves toward the Poisson likelihood of ``counts`` under
+        the scan their metadata describe (``probe_fwhm_nm`` must be known),
+        staying near the network's output. 0 (default) skips it.
 
     Returns
     -------
@@ -194,6 +202,12 @@ def enhance(
         raise SchemaError(f"enhance takes maps or a projection series; got a {kind}. Enhance projections "
                           "before reconstructing.")
     check_options(tile=tile, halo=halo, batch_size=batch_size, nan=nan, precision=precision)
+    if refine:
+        from xrfsr_dask.consistency.refine import refine as refine_output
+
+        out = enhance(counts, model, scale=scale, halo=halo, tile=tile, batch_size=batch_size, device=device,
+                      precision=precision, nan=nan)
+        return refine_output(out, counts, iterations=refine, weight=refine_weight)
     if str(device) != "auto":
         try:
             torch.device(device)
@@ -254,6 +268,9 @@ def enhance_to_zarr(
     device: str = "auto",
     precision: Literal["auto", "fp32", "bf16"] = "auto",
     nan: Literal["raise", "mask"] = "mask",
+    refine: int = 0,
+    refine_weight: float = 1.0,
+    check: bool = False,
     overwrite: bool = False,
     resume: bool = False,
     storage_options: Mapping[str, Any] | None = None,
@@ -276,8 +293,14 @@ def enhance_to_zarr(
         DataArray.
     destination
         URL or path of the new store (``s3://...`` with ``storage_options``).
-    model, scale, halo, tile, batch_size, device, precision, nan
+    model, scale, halo, tile, batch_size, device, precision, nan, refine, refine_weight
         As for :func:`enhance`.
+    check
+        Also write the data-consistency check of the result against the
+        source (:func:`xrfsr_dask.consistency.consistency_to_zarr`) beside
+        it, at :func:`~xrfsr_dask.consistency.consistency_url` of
+        ``destination`` (``scan_hr.zarr`` → ``scan_hr.consistency.zarr``),
+        replaced on every run.
     overwrite, resume
         Replace an existing destination, or finish an unfinished one (its
         shape and chunks must match; the mismatch is named otherwise).
@@ -293,7 +316,13 @@ def enhance_to_zarr(
     """
     counts = source if isinstance(source, xr.DataArray) else open_xrf(source, storage_options=storage_options)
     out = enhance(counts, model, scale=scale, halo=halo, tile=tile, batch_size=batch_size, device=device,
-                  precision=precision, nan=nan)
+                  precision=precision, nan=nan, refine=refine, refine_weight=refine_weight)
     chunks = {d: c[0] for d, c in zip(out.dims, out.chunks, strict=True)}
-    return save(out, destination, chunks=chunks, overwrite=overwrite, resume=resume,
-                storage_options=storage_options, progress=progress)
+    summary = save(out, destination, chunks=chunks, overwrite=overwrite, resume=resume,
+                   storage_options=storage_options, progress=progress)
+    if check:
+        from xrfsr_dask.consistency import consistency_to_zarr, consistency_url
+
+        consistency_to_zarr(destination, counts, consistency_url(destination), overwrite=True,
+                            storage_options=storage_options)
+    return summary

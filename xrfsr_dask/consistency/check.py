@@ -215,6 +215,8 @@ def consistency_to_zarr(
     *,
     probe: ProbeLike | None = None,
     halo: int | None = None,
+    deviance_tolerance: float = DEVIANCE_TOLERANCE,
+    count_tolerance: float = COUNT_TOLERANCE,
     overwrite: bool = False,
     storage_options: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
@@ -227,7 +229,7 @@ def consistency_to_zarr(
     destination
         URL of the new store; by default :func:`consistency_url` of the
         enhanced store's URL (required when ``enhanced`` is a DataArray).
-    probe, halo
+    probe, halo, deviance_tolerance, count_tolerance
         As for :func:`consistency`.
     overwrite
         Replace an existing store at ``destination``.
@@ -253,7 +255,8 @@ def consistency_to_zarr(
         measured = open_xrf(measured, storage_options=storage_options)
     if destination is None:
         raise ValueError("destination is required when enhanced is a DataArray (no store URL to put it beside).")
-    result = consistency(enhanced, measured, probe=probe, halo=halo)
+    result = consistency(enhanced, measured, probe=probe, halo=halo, deviance_tolerance=deviance_tolerance,
+                         count_tolerance=count_tolerance)
     url, options = _location(destination, storage_options)
     if store_status(url, storage_options=options).exists and not overwrite:
         raise StoreExistsError(f"{url} already exists; pass overwrite=True (--overwrite) to replace it.")
