@@ -203,7 +203,7 @@ def enhance(
                           "before reconstructing.")
     check_options(tile=tile, halo=halo, batch_size=batch_size, nan=nan, precision=precision)
     if refine:
-        from xrfsr_dask.consistency.refine import refine as refine_output
+        from xrfsr_dask.consistency import refine as refine_output
 
         out = enhance(counts, model, scale=scale, halo=halo, tile=tile, batch_size=batch_size, device=device,
                       precision=precision, nan=nan)

@@ -44,7 +44,8 @@ class EnhancedFSCWarning(XrfsrWarning):
     (sharpened edges, learned texture) correlates between them and counts as
     signal; the crossing can claim detail the data do not hold. Compare one
     enhanced dataset with a ground truth where one exists, or check it
-    against the measured data with ``xrfsr_dask.consistency``.
+    against the measured data with
+    ``xrfsr_dask.consistency.consistency`` (``xrfsr check``).
     """
 
 

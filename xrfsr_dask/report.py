@@ -301,7 +301,8 @@ adds to both correlates, and the curve cannot tell it from detail in the sample.
 ground-truth column, the FSC of one enhanced dataset against the true particle: where the HR FSC between
 datasets is finer, it claims more than the data hold. On measured data, where no ground truth exists,
 check the enhanced data against the measured data with the data-consistency check
-(<code>xrfsr_dask.consistency</code>) rather than quoting this FSC as a resolution.</p>
+(<code>xrfsr_dask.consistency.consistency</code>, <code>xrfsr check ENHANCED MEASURED</code>) rather than
+quoting this FSC as a resolution.</p>
 {fsc_warnings}
 <h2>Every element (half periods 1/(2f))</h2>
 {elements}

@@ -18,7 +18,7 @@ module                   job
 ``poisson``              :func:`poisson_deviance`, :func:`expected_deviance`
 ``check``                :func:`consistency` (lazy, chunked with halos),
                          :func:`consistency_to_zarr`
-``refine``               :func:`refine_array` (bare arrays), :func:`refine`
+``refinement``           :func:`refine_array` (bare arrays), :func:`refine`
                          (lazy, chunked with halos)
 =======================  =====================================================
 """
@@ -32,7 +32,7 @@ from xrfsr_dask.consistency.check import (
 )
 from xrfsr_dask.consistency.operator import ScanOperator
 from xrfsr_dask.consistency.poisson import MU_FLOOR, expected_deviance, poisson_deviance
-from xrfsr_dask.consistency.refine import refine, refine_array
+from xrfsr_dask.consistency.refinement import refine, refine_array
 
 __all__ = [
     "COUNT_TOLERANCE",

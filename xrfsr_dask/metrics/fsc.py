@@ -163,7 +163,8 @@ def _warn_if_both_enhanced(a: Any, b: Any, kind: str) -> None:
         f"both, so what it adds to both correlates and the {name} crossing measures how reproducible the "
         "enhancement is, not the resolution (it can claim finer detail than the data hold). Instead, compare "
         f"one enhanced dataset with a ground truth where one exists ({kind}(enhanced, truth)), or check the "
-        "enhanced data against the measured data with xrfsr_dask.consistency.",
+        "enhanced data against the measured data with xrfsr_dask.consistency.consistency(enhanced, measured) "
+        "(xrfsr check ENHANCED MEASURED).",
         EnhancedFSCWarning,
         stacklevel=4,
     )
