@@ -119,6 +119,7 @@ def test_the_truth_is_consistent(scan):
     assert check.pixels.min() >= 10_000
     assert np.all((check.mean_deviance > 0.9) & (check.mean_deviance < 1.1))
     np.testing.assert_allclose(check.expected_mean_deviance, 1.0, atol=0.01)
+    assert float(abs(check.excess_deviance).max()) < 0.1
     np.testing.assert_allclose(check.count_ratio, 1.0, atol=0.003)
     np.testing.assert_allclose(check.total_count_ratio, check.count_ratio, atol=1e-3)
     assert bool(check.consistent.all())
@@ -147,6 +148,7 @@ def test_a_five_percent_flux_change_is_detected(scan):
     np.testing.assert_allclose(brighter.count_ratio, 1.05, atol=0.005)
     np.testing.assert_allclose(brighter.total_count_ratio, 1.05, atol=0.005)
     assert np.all(brighter.mean_deviance > truth.mean_deviance + 0.3)
+    assert np.all(brighter.excess_deviance > 0.25)  # 5 % of ~400 counts is about one noise sigma
     assert not bool(brighter.consistent.any())
 
 

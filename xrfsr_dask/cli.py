@@ -497,10 +497,10 @@ def enhance(
 def _check_line(label: str, row: dict[str, Any], tolerance: float) -> str:
     """One map's line of ``xrfsr check``."""
     text = (f"  {label}: mean deviance {row['mean_deviance']:.3f} per scan pixel (Poisson noise alone: "
-            f"{row['expected_mean_deviance']:.3f}), count ratio {row['count_ratio']:.4f} (forward-projected / "
-            f"measured counts), total-count ratio {row['total_count_ratio']:.4f} (mean counts per scan point, "
-            "enhanced / measured)")
-    if row["mean_deviance"] < row["expected_mean_deviance"] / tolerance:
+            f"{row['expected_mean_deviance']:.3f}, excess {row['excess_deviance']:+.3f}), count ratio "
+            f"{row['count_ratio']:.4f} (forward-projected / measured counts), total-count ratio "
+            f"{row['total_count_ratio']:.4f} (mean counts per scan point, enhanced / measured)")
+    if row["excess_deviance"] < -tolerance:
         text += "; below the noise: the map reproduces the measurement's noise"
     return text + ("" if row["consistent"] else "  <- NOT consistent")
 
@@ -511,30 +511,33 @@ def check(
     measured: Annotated[str, typer.Argument(help="The measured (LR) store it was enhanced from.")],
     probe_fwhm: Annotated[str | None, typer.Option(
         help="Probe FWHM in nm (one number or major,minor); default: the measured store's probe_fwhm_nm.")] = None,
-    max_deviance: Annotated[float, typer.Option(
-        help="Verdict: mean deviance at most this factor of what Poisson noise alone gives.")] = 1.25,
-    count_tolerance: Annotated[float, typer.Option(
-        help="Verdict: forward-projected counts within this fraction of the measured counts.")] = 0.02,
+    max_excess: Annotated[float | None, typer.Option(
+        help="Verdict: mean deviance per scan pixel beyond Poisson noise's at most this [default: 0.25].")] = None,
+    count_tolerance: Annotated[float | None, typer.Option(
+        help="Verdict: forward-projected counts within this fraction of the measured [default: 0.02].")] = None,
     out: Annotated[str | None, typer.Option(help="Also write the check (deviance maps, summaries) to this store.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out store.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
     storage_option: StorageOptions = None,
 ) -> None:
     """Check an enhanced store against the measured counts: Poisson deviance and counts per map (exit code 1 if not consistent)."""
-    from xrfsr_dask.consistency import consistency, consistency_to_zarr
+    from xrfsr_dask.consistency import COUNT_TOLERANCE, EXCESS_TOLERANCE, consistency, consistency_to_zarr
     from xrfsr_dask.io import open_xrf
 
     options = _pairs(storage_option, "--storage-option")
     fwhm = _floats(probe_fwhm, "--probe-fwhm") if probe_fwhm else None
     probe = None if fwhm is None else fwhm[0] if len(fwhm) == 1 else fwhm
-    tolerances = {"deviance_tolerance": max_deviance, "count_tolerance": count_tolerance}
+    max_excess = EXCESS_TOLERANCE if max_excess is None else max_excess
+    count_tolerance = COUNT_TOLERANCE if count_tolerance is None else count_tolerance
+    tolerances = {"excess_tolerance": max_excess, "count_tolerance": count_tolerance}
     if out:
         result = _run(consistency_to_zarr, enhanced, measured, out, probe=probe, overwrite=overwrite,
                       storage_options=options, **tolerances)
     else:
         hr, lr = (_run(open_xrf, url, storage_options=options) for url in (enhanced, measured))
         result = _run(consistency, hr, lr, probe=probe, **tolerances)
-    names = ["mean_deviance", "expected_mean_deviance", "count_ratio", "total_count_ratio", "pixels", "consistent"]
+    names = ["mean_deviance", "expected_mean_deviance", "excess_deviance", "count_ratio", "total_count_ratio",
+             "pixels", "consistent"]
     table = result[names].compute().to_dataframe().reset_index()
     rows = table[[c for c in table.columns if c not in ("line", "energy_kev")]].to_dict("records")
     ok = bool(table["consistent"].all())
@@ -542,7 +545,8 @@ def check(
     if as_json:
         typer.echo(json.dumps({"enhanced": enhanced, "measured": measured, "consistent": ok, "maps": rows,
                                "probe_fwhm_nm": attrs["probe_fwhm_nm"], "step_nm": attrs["step_nm"],
-                               "ratio": attrs["ratio"], "scan_mode": attrs["scan_mode"]}, indent=2, default=str))
+                               "ratio": attrs["ratio"], "scan_mode": attrs["scan_mode"], **tolerances},
+                              indent=2, default=str))
     else:
         major, minor = attrs["probe_fwhm_nm"]
         typer.echo(f"{enhanced} against {measured}: {attrs['scan_mode']} scan, step {attrs['step_nm'][0]:g} x "
@@ -551,11 +555,12 @@ def check(
         for row in rows:
             label = " ".join(f"{row[d]}" if d == "element" else f"{d} {row[d]:g}" for d in ("element", "angle")
                              if d in row)
-            typer.echo(_check_line(label, row, max_deviance))
+            typer.echo(_check_line(label, row, max_excess))
         bad = [str(r["element"]) + (f" angle {r['angle']:g}" if "angle" in r else "") for r in rows if not r["consistent"]]
-        rule = f"mean deviance within {max_deviance:g} x the noise's and counts within {100 * count_tolerance:g} %"
+        rule = (f"mean deviance at most {max_excess:g} per scan pixel above the noise's and counts within "
+                f"{100 * count_tolerance:g} %")
         typer.echo(f"verdict: consistent ({rule} for every map)" if ok else
-                   f"verdict: NOT consistent: {', '.join(bad)} ({len(bad)} of {len(rows)} maps outside {rule})")
+                   f"verdict: NOT consistent: {', '.join(bad)} ({len(bad)} of {len(rows)} maps fail: {rule})")
         if out:
             typer.echo(f"check written to {out}")
     if not ok:

@@ -25,7 +25,7 @@ module                   job
 
 from xrfsr_dask.consistency.check import (
     COUNT_TOLERANCE,
-    DEVIANCE_TOLERANCE,
+    EXCESS_TOLERANCE,
     consistency,
     consistency_to_zarr,
     consistency_url,
@@ -36,7 +36,7 @@ from xrfsr_dask.consistency.refinement import refine, refine_array
 
 __all__ = [
     "COUNT_TOLERANCE",
-    "DEVIANCE_TOLERANCE",
+    "EXCESS_TOLERANCE",
     "MU_FLOOR",
     "ScanOperator",
     "consistency",

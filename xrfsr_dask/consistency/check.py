@@ -19,13 +19,14 @@ from xrfsr_dask.errors import StoreExistsError
 from xrfsr_dask.io.store import DEFAULT_CHUNKS, _location, open_xrf, store_status
 from xrfsr_dask.schema import add_provenance
 
-__all__ = ["COUNT_TOLERANCE", "DEVIANCE_TOLERANCE", "consistency", "consistency_to_zarr", "consistency_url"]
+__all__ = ["COUNT_TOLERANCE", "EXCESS_TOLERANCE", "consistency", "consistency_to_zarr", "consistency_url"]
 
-DEVIANCE_TOLERANCE = 1.25
-"""Default verdict: a map is consistent while its mean deviance stays within this factor of the
-mean deviance Poisson noise alone gives (:func:`~xrfsr_dask.consistency.expected_deviance`)..."""
+EXCESS_TOLERANCE = 0.25
+"""Default verdict, first half: the mean deviance per scan pixel may exceed what Poisson noise alone gives
+(:func:`~xrfsr_dask.consistency.expected_deviance`) by this much. An excess ``e`` is a systematic error of
+``√e`` noise standard deviations (RMS): 0.25 allows half the counting noise."""
 COUNT_TOLERANCE = 0.02
-"""...and its forward-projected counts are within this fraction of the measured counts."""
+"""Default verdict, second half: forward-projected counts within this fraction of the measured counts."""
 MARKER = "xrfsr_dask"
 
 
@@ -40,7 +41,7 @@ def consistency(
     *,
     probe: ProbeLike | None = None,
     halo: int | None = None,
-    deviance_tolerance: float = DEVIANCE_TOLERANCE,
+    excess_tolerance: float = EXCESS_TOLERANCE,
     count_tolerance: float = COUNT_TOLERANCE,
 ) -> xr.Dataset:
     """Check an enhanced map against the measured counts it came from, lazily and chunk by chunk.
@@ -67,10 +68,9 @@ def consistency(
     halo
         LR pixels of overlap between chunks; by default (and at least) the
         kernel's reach, which makes the chunked result equal the whole-map one.
-    deviance_tolerance, count_tolerance
-        The verdict ``consistent``: mean deviance at most
-        ``deviance_tolerance`` times the mean deviance of Poisson noise
-        (``expected_mean_deviance``) and ``|count_ratio − 1|`` at most
+    excess_tolerance, count_tolerance
+        The verdict ``consistent``: ``excess_deviance`` at most
+        ``excess_tolerance`` and ``|count_ratio − 1|`` at most
         ``count_tolerance``.
 
     Returns
@@ -84,7 +84,13 @@ def consistency(
             ``2[y log(y/μ) − (y − μ)]`` per scan pixel (dimensionless).
         ``mean_deviance``, ``expected_mean_deviance`` (element, [angle])
             Its mean over the finite pixels, and the mean a consistent map
-            would give from Poisson noise alone (``≈ 1`` above ~10 counts).
+            would give from Poisson noise alone (``≈ 1`` above ~10 counts,
+            less where counts are few).
+        ``excess_deviance`` (element, [angle])
+            ``mean_deviance − expected_mean_deviance``: about 0 (within a
+            few ``√(2/pixels)``) when consistent; an excess ``e`` is a
+            systematic prediction error of ``√e`` noise standard deviations
+            (RMS); negative when the map reproduces the measurement's noise.
         ``count_ratio`` (element, [angle])
             ``Σ μ / Σ y``: forward-projected enhanced counts over measured.
         ``total_count_ratio`` (element, [angle])
@@ -143,7 +149,7 @@ def consistency(
     """
     pair = pair_up(enhanced, measured, probe)
     op = pair.operator
-    for name, value in (("deviance_tolerance", deviance_tolerance), ("count_tolerance", count_tolerance)):
+    for name, value in (("excess_tolerance", excess_tolerance), ("count_tolerance", count_tolerance)):
         if not (isinstance(value, int | float) and value > 0):
             raise ValueError(f"{name} must be a positive number; got {value!r}.")
     halo = resolve_halo(halo, op.reach_lr, minimum=op.reach_lr, what="consistency")
@@ -163,7 +169,8 @@ def consistency(
     mean_edev = dsa.nanmean(e_dev, axis=spatial)
     count_ratio = dsa.where(valid, expected, 0).sum(axis=spatial) / dsa.where(valid, y64, 0).sum(axis=spatial)
     total_ratio = dsa.nanmean(fine.astype(np.float64), axis=spatial) / dsa.nanmean(y64, axis=spatial)
-    verdict = (mean_dev <= deviance_tolerance * mean_edev) & (abs(count_ratio - 1) <= count_tolerance)
+    excess = mean_dev - mean_edev
+    verdict = (excess <= excess_tolerance) & (abs(count_ratio - 1) <= count_tolerance)
     units = pair.lr.attrs.get("units", "counts")
     maps = dims[:-2]
     coords = {k: v for k, v in pair.lr.coords.items()}
@@ -176,25 +183,27 @@ def consistency(
             "mean_deviance": (maps, mean_dev, {"units": "1 (per scan pixel)", "long_name": "mean Poisson deviance"}),
             "expected_mean_deviance": (maps, mean_edev, {
                 "units": "1 (per scan pixel)", "long_name": "mean deviance of Poisson noise around the prediction"}),
+            "excess_deviance": (maps, excess, {
+                "units": "1 (per scan pixel)", "long_name": "mean deviance beyond Poisson noise"}),
             "count_ratio": (maps, count_ratio, {
                 "units": "1", "long_name": "forward-projected enhanced counts / measured counts"}),
             "total_count_ratio": (maps, total_ratio, {
                 "units": "1", "long_name": "mean of the enhanced map / mean of the measured map"}),
             "pixels": (maps, valid.sum(axis=spatial), {"units": "1", "long_name": "finite scan pixels compared"}),
-            "consistent": (maps, verdict, {"long_name": "mean deviance and count ratio within tolerance"}),
+            "consistent": (maps, verdict, {"long_name": "excess deviance and count ratio within tolerance"}),
         },
         coords=coords,
     )
     ds.attrs = {
         "step_nm": list(pair.lr.attrs["step_nm"]), "ratio": list(op.ratio), "scan_mode": pair.lr.attrs["scan_mode"],
         "fast_axis": pair.lr.attrs["fast_axis"], **probe_record(pair.probe), "crop": pair.crop,
-        "deviance_tolerance": float(deviance_tolerance), "count_tolerance": float(count_tolerance),
+        "excess_tolerance": float(excess_tolerance), "count_tolerance": float(count_tolerance),
         "units": units, "measured_provenance": list(pair.lr.attrs.get("provenance", [])),
         "provenance": list(pair.fine.attrs.get("provenance", [])),
     }
     return add_provenance(ds, "xrfsr_dask.consistency.consistency", {
         **probe_record(pair.probe), "halo": halo, "crop": pair.crop, "ratio": list(op.ratio),
-        "deviance_tolerance": deviance_tolerance, "count_tolerance": count_tolerance,
+        "excess_tolerance": excess_tolerance, "count_tolerance": count_tolerance,
     })
 
 
@@ -215,7 +224,7 @@ def consistency_to_zarr(
     *,
     probe: ProbeLike | None = None,
     halo: int | None = None,
-    deviance_tolerance: float = DEVIANCE_TOLERANCE,
+    excess_tolerance: float = EXCESS_TOLERANCE,
     count_tolerance: float = COUNT_TOLERANCE,
     overwrite: bool = False,
     storage_options: Mapping[str, Any] | None = None,
@@ -229,7 +238,7 @@ def consistency_to_zarr(
     destination
         URL of the new store; by default :func:`consistency_url` of the
         enhanced store's URL (required when ``enhanced`` is a DataArray).
-    probe, halo, deviance_tolerance, count_tolerance
+    probe, halo, excess_tolerance, count_tolerance
         As for :func:`consistency`.
     overwrite
         Replace an existing store at ``destination``.
@@ -255,7 +264,7 @@ def consistency_to_zarr(
         measured = open_xrf(measured, storage_options=storage_options)
     if destination is None:
         raise ValueError("destination is required when enhanced is a DataArray (no store URL to put it beside).")
-    result = consistency(enhanced, measured, probe=probe, halo=halo, deviance_tolerance=deviance_tolerance,
+    result = consistency(enhanced, measured, probe=probe, halo=halo, excess_tolerance=excess_tolerance,
                          count_tolerance=count_tolerance)
     url, options = _location(destination, storage_options)
     if store_status(url, storage_options=options).exists and not overwrite:
