@@ -20,7 +20,7 @@ from xrfsr_dask.errors import (
 from xrfsr_dask.io import ingest, open_xrf, read, read_series, save, store_status, verify
 from xrfsr_dask.metrics import frc, fsc, psd, psnr, ssim
 from xrfsr_dask.phantoms import nmc_particle, nmc_volume, project
-from xrfsr_dask.probe import GaussianProbe, combined_resolution_nm, fit_line, fit_probe
+from xrfsr_dask.probe import GaussianProbe, TailedProbe, combined_resolution_nm, fit_line, fit_probe
 from xrfsr_dask.schema import add_provenance, validate, xrf_maps, xrf_volume
 from xrfsr_dask.simulate import simulate_scan, spectrum_cube
 
@@ -28,6 +28,7 @@ __all__ = [
     "CorruptChunkError",
     "EnhancedFSCWarning",
     "GaussianProbe",
+    "TailedProbe",
     "IncompleteStoreError",
     "IngestError",
     "NonFiniteCountsError",

@@ -42,7 +42,7 @@ from dask.array.overlap import ensure_minimum_chunksize
 from xrfsr_dask._grid import coord_grid
 from xrfsr_dask.errors import SchemaError, XrfsrWarning
 from xrfsr_dask.io.store import DEFAULT_CHUNKS, WriteSummary, open_xrf, save
-from xrfsr_dask.model import DEFAULT_MODEL, RDN, load_model, map_scale
+from xrfsr_dask.model import DEFAULT_MODELS, RDN, load_model, map_scale, model_serves
 from xrfsr_dask.model.infer import check_options, run_maps, warn_if_small
 from xrfsr_dask.schema import add_provenance, kind_of, validate
 
@@ -57,16 +57,34 @@ def _cached_model(spec: str) -> Any:
     return load_model(spec)
 
 
-def _model(model: Any) -> tuple[Any, Any]:
-    """``(network, what tasks carry)``: a name or path travels as text and is loaded once per worker."""
+def _model(model: Any, kind: str) -> tuple[Any, Any, str]:
+    """``(network, what tasks carry, how it was chosen)``.
+
+    A name or path travels as text and is loaded once per worker. With
+    ``model=None`` the bundled default for the data's kind
+    (:data:`~xrfsr_dask.model.DEFAULT_MODELS`) is chosen; a named model
+    whose card says it was trained for another kind of data warns.
+    """
+    choice = "given"
     if model is None:
-        model = DEFAULT_MODEL
+        model, choice = DEFAULT_MODELS[kind], f"default for {kind}"
     if isinstance(model, RDN):
-        return model, model
-    if isinstance(model, (str, os.PathLike)):
+        net, spec = model, model
+    elif isinstance(model, (str, os.PathLike)):
         spec = os.fspath(model)
-        return _cached_model(spec), spec
-    raise TypeError(f"model must be None, a bundled name, a path/URL or an RDN; got {type(model).__name__}.")
+        net = _cached_model(spec)
+    else:
+        raise TypeError(f"model must be None, a bundled name, a path/URL or an RDN; got {type(model).__name__}.")
+    serves = model_serves(net.card)
+    if choice == "given" and serves is not None and kind not in serves:
+        warnings.warn(
+            f"the model {net.card.get('name', spec)!r} was trained for {' and '.join(serves)}, but this is a {kind}: "
+            f"{'projections through a thick sample' if kind == 'series' else 'maps'} look different, and the "
+            f"output may be worse than bicubic interpolation. Use model=None (the default for {kind}, "
+            f"{DEFAULT_MODELS[kind]!r}) or a model trained with sample='mixed'.",
+            XrfsrWarning, stacklevel=4,
+        )
+    return net, spec, choice
 
 
 def _map_scales(data: dsa.Array, quantile: float) -> dsa.Array:
@@ -147,8 +165,11 @@ def enhance(
         one map, 256 x 256 pixels). Integer counts are cast to float32.
     model
         A bundled model's name, a path/URL of a ``.safetensors`` file, or an
-        :class:`~xrfsr_dask.model.RDN`; ``None`` is the bundled default.
-        Pass a name or path on a cluster: each worker then loads it once.
+        :class:`~xrfsr_dask.model.RDN`; ``None`` is the bundled default for
+        the data's kind (:data:`~xrfsr_dask.model.DEFAULT_MODELS`: maps or
+        series), recorded as ``model_choice`` in the provenance. A model
+        whose card says it was trained for the other kind warns. Pass a
+        name or path on a cluster: each worker then loads it once.
     scale
         The refinement you expect; refused if the model's differs (the
         model decides the scale, this only checks it).
@@ -213,7 +234,7 @@ def enhance(
             torch.device(device)
         except RuntimeError as err:
             raise ValueError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda[:N]'.") from err
-    net, spec = _model(model)
+    net, spec, choice = _model(model, kind)
     s = net.config.scale
     if scale is not None and scale != s:
         raise ValueError(
@@ -251,7 +272,7 @@ def enhance(
     out.attrs = {**counts.attrs, "step_nm": [v / s for v in counts.attrs["step_nm"]]}
     card = net.card
     return add_provenance(out, "xrfsr_dask.enhance.enhance", {
-        "model": card.get("name"), "weights_sha256": card.get("weights_sha256"), "scale": s,
+        "model": card.get("name"), "model_choice": choice, "weights_sha256": card.get("weights_sha256"), "scale": s,
         "halo": halo, "tile": tile, "nan": nan, "normalisation": card.get("normalisation"),
     })
 

@@ -185,7 +185,7 @@ class TailedProbe:
     multilayer Laue lens pair, whose 1-D focal profiles are close to
     sinc²).
 
-    Parameters
+    Attributes
     ----------
     core
         The central Gaussian.
