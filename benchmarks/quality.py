@@ -40,53 +40,16 @@ import sys
 import warnings
 
 import numpy as np
-import torch
-import xarray as xr
-from skimage.restoration import richardson_lucy
+from _baselines import bicubic, mean_scores, richardson_lucy
 
-from xrfsr_dask import frc, nmc_particle, psnr, simulate_scan, ssim, xrf_maps
+from xrfsr_dask import nmc_particle, simulate_scan, xrf_maps
 from xrfsr_dask.model import load_model, predict
 from xrfsr_dask.model.data import SPLIT_OFFSETS, _binned
-from xrfsr_dask.model.rdn import upsample_bicubic
 from xrfsr_dask.simulate import probe_kernel
 
 SETTINGS = {"FZP-like": {"probe_nm": 60.0, "step_nm": 50.0}, "MLL-like": {"probe_nm": 25.0, "step_nm": 30.0}}
 HR_PIXEL_NM = 5.0
 COUNT_SCALE = 0.5
-RL_ITERATIONS = (5, 10, 20, 40, 80, 160, 320)
-
-
-def _bicubic(maps: np.ndarray, scale: int) -> np.ndarray:
-    tensor = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None]
-    return upsample_bicubic(tensor, scale)[:, 0].numpy()
-
-
-def _richardson_lucy(lr: np.ndarray, kernel: np.ndarray, truth: np.ndarray, scale: int) -> tuple[np.ndarray, int]:
-    best, best_n, best_err = None, 0, np.inf
-    peak = lr.max(axis=(-2, -1), keepdims=True)
-    norm = lr / peak
-    for n in RL_ITERATIONS:
-        deconvolved = np.stack([richardson_lucy(m, kernel, num_iter=n, clip=False) for m in norm]) * peak
-        estimate = _bicubic(deconvolved, scale)
-        err = float(np.mean((estimate - truth) ** 2))
-        if err < best_err:
-            best, best_n, best_err = estimate, n, err
-    return best, best_n
-
-
-def _scores(estimate: np.ndarray, truth: xr.DataArray) -> dict[str, float]:
-    est = truth.copy(data=estimate.astype(np.float32))
-    span = float(truth.max() - truth.min())
-    p = psnr(truth, est, data_range=span)
-    s = ssim(truth, est, data_range=span)
-    res = frc(truth, est, thresholds=(0.5,), progress=False).resolution_full_period_nm.sel(threshold="0.5").values
-    crossed = res[np.isfinite(res)]
-    return {
-        "psnr_db": round(float(np.mean(p)), 2), "ssim": round(float(np.mean(s)), 4),
-        "frc_nm": round(float(crossed.mean()), 1) if crossed.size else float("nan"),
-        "frc_crossed": f"{crossed.size}/{res.size}",
-        "frc_by_element": dict(zip([str(e) for e in truth.element.values], res.tolist(), strict=True)),
-    }
 
 
 def run(model_name: str, phantoms: int) -> list[dict]:
@@ -109,16 +72,16 @@ def run(model_name: str, phantoms: int) -> list[dict]:
                              step_nm=step / scale)
             kernel = probe_kernel(setting["probe_nm"], pixel_nm=(step, step), scan_mode="fly", step_nm=(step, step))
             lr_values = lr.values
-            rl, n_iter = _richardson_lucy(lr_values, kernel, truth_values, scale)
-            rl_iterations.append(n_iter)
+            rl, n_iter = richardson_lucy(lr_values, kernel, truth_values, scale)
+            rl_iterations.append(n_iter[0])
             estimates = {
                 "LR input": np.repeat(np.repeat(lr_values, scale, -2), scale, -1),
-                "bicubic": _bicubic(lr_values, scale),
+                "bicubic": bicubic(lr_values, scale),
                 "Richardson-Lucy + bicubic": rl,
                 "RDN": predict(model, lr_values, device="cpu"),
             }
             for method, estimate in estimates.items():
-                per_method.setdefault(method, []).append(_scores(estimate, truth))
+                per_method.setdefault(method, []).append(mean_scores(estimate, truth))
         for method, scores in per_method.items():
             crossed = [s["frc_nm"] for s in scores if np.isfinite(s["frc_nm"])]
             n_crossed = sum(int(s["frc_crossed"].split("/")[0]) for s in scores)
