@@ -512,7 +512,7 @@ def check(
     probe_fwhm: Annotated[str | None, typer.Option(
         help="Probe FWHM in nm (one number or major,minor); default: the measured store's probe_fwhm_nm.")] = None,
     max_excess: Annotated[float | None, typer.Option(
-        help="Verdict: mean deviance per scan pixel beyond Poisson noise's at most this [default: 0.25].")] = None,
+        help="Verdict: mean deviance per scan pixel beyond Poisson noise's at most this [default: 0.5].")] = None,
     count_tolerance: Annotated[float | None, typer.Option(
         help="Verdict: forward-projected counts within this fraction of the measured [default: 0.02].")] = None,
     out: Annotated[str | None, typer.Option(help="Also write the check (deviance maps, summaries) to this store.")] = None,

@@ -21,12 +21,17 @@ from xrfsr_dask.schema import add_provenance
 
 __all__ = ["COUNT_TOLERANCE", "EXCESS_TOLERANCE", "consistency", "consistency_to_zarr", "consistency_url"]
 
-EXCESS_TOLERANCE = 0.25
+EXCESS_TOLERANCE = 0.5
 """Default verdict, first half: the mean deviance per scan pixel may exceed what Poisson noise alone gives
 (:func:`~xrfsr_dask.consistency.expected_deviance`) by this much. An excess ``e`` is a systematic error of
-``√e`` noise standard deviations (RMS): 0.25 allows half the counting noise."""
+``√e`` noise standard deviations (RMS): 0.5 allows 0.7 of the counting noise. Not tighter: the noise-free
+truth itself, averaged onto a 25 nm grid, shows an excess up to 0.45 against a 50 nm fly scan with a 60 nm
+probe at ~1000 counts per scan pixel (the fine grid and the kernel sampled on it cannot follow sharp edges
+to 3 %; ``benchmarks/refine.py``)."""
 COUNT_TOLERANCE = 0.02
 """Default verdict, second half: forward-projected counts within this fraction of the measured counts."""
+SIGMAS = 3.0
+# Standard deviations of Poisson noise added to each tolerance of the verdict.
 MARKER = "xrfsr_dask"
 
 
@@ -70,8 +75,10 @@ def consistency(
         kernel's reach, which makes the chunked result equal the whole-map one.
     excess_tolerance, count_tolerance
         The verdict ``consistent``: ``excess_deviance`` at most
-        ``excess_tolerance`` and ``|count_ratio − 1|`` at most
-        ``count_tolerance``.
+        ``excess_tolerance + 3·√(2/pixels)`` and ``|count_ratio − 1|`` at
+        most ``count_tolerance + 3/√(Σ y)`` (each widened by three standard
+        deviations of its statistic under Poisson noise, so small or
+        low-count maps are not failed by noise alone).
 
     Returns
     -------
@@ -167,10 +174,15 @@ def consistency(
     y64 = y.astype(np.float64)
     mean_dev = dsa.nanmean(deviance, axis=spatial)
     mean_edev = dsa.nanmean(e_dev, axis=spatial)
-    count_ratio = dsa.where(valid, expected, 0).sum(axis=spatial) / dsa.where(valid, y64, 0).sum(axis=spatial)
+    measured_total = dsa.where(valid, y64, 0).sum(axis=spatial)
+    count_ratio = dsa.where(valid, expected, 0).sum(axis=spatial) / measured_total
     total_ratio = dsa.nanmean(fine.astype(np.float64), axis=spatial) / dsa.nanmean(y64, axis=spatial)
     excess = mean_dev - mean_edev
-    verdict = (excess <= excess_tolerance) & (abs(count_ratio - 1) <= count_tolerance)
+    pixels = valid.sum(axis=spatial)
+    # Each tolerance is widened by three standard deviations of its statistic under Poisson noise alone:
+    # the mean of N deviances (variance <= 2 each) and the measured total (variance = the total).
+    verdict = (excess <= excess_tolerance + SIGMAS * dsa.sqrt(2.0 / pixels)) & (
+        abs(count_ratio - 1) <= count_tolerance + SIGMAS / dsa.sqrt(measured_total))
     units = pair.lr.attrs.get("units", "counts")
     maps = dims[:-2]
     coords = {k: v for k, v in pair.lr.coords.items()}
@@ -189,7 +201,7 @@ def consistency(
                 "units": "1", "long_name": "forward-projected enhanced counts / measured counts"}),
             "total_count_ratio": (maps, total_ratio, {
                 "units": "1", "long_name": "mean of the enhanced map / mean of the measured map"}),
-            "pixels": (maps, valid.sum(axis=spatial), {"units": "1", "long_name": "finite scan pixels compared"}),
+            "pixels": (maps, pixels, {"units": "1", "long_name": "finite scan pixels compared"}),
             "consistent": (maps, verdict, {"long_name": "excess deviance and count ratio within tolerance"}),
         },
         coords=coords,
