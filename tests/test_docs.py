@@ -25,6 +25,7 @@ REFERENCE = {
     "xrfsr_dask.simulate": "reference/simulate.md",
     "xrfsr_dask.phantoms": "reference/phantoms.md",
     "xrfsr_dask.enhance": "reference/enhance.md",
+    "xrfsr_dask.consistency": "reference/consistency.md",
     "xrfsr_dask.model": "reference/model.md",
     "xrfsr_dask.tomo": "reference/tomo.md",
     "xrfsr_dask.plot": "reference/plot.md",
