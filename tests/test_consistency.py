@@ -22,7 +22,14 @@ from xrfsr_dask.consistency import (
     refine_array,
 )
 from xrfsr_dask.enhance import enhance, enhance_to_zarr
-from xrfsr_dask.errors import GridMismatchError, LabelMismatchError, MissingMetadataError, SchemaError, StoreExistsError
+from xrfsr_dask.errors import (
+    GridMismatchError,
+    LabelMismatchError,
+    MissingMetadataError,
+    SchemaError,
+    StoreExistsError,
+    XrfsrWarning,
+)
 from xrfsr_dask.model import build_rdn, save_model
 from xrfsr_dask.model.rdn import upsample_bicubic
 from xrfsr_dask.probe import GaussianProbe
@@ -222,6 +229,10 @@ def test_bad_inputs_are_named(scan):
         consistency(hr.expand_dims(angle=[0.0], axis=1).assign_coords(angle=("angle", [0.0], {"units": "deg"})), lr)
     with pytest.raises(ValueError, match="halo must be an integer >= 4"):
         consistency(hr, lr, halo=2)
+    per_second = lr.copy()
+    per_second.attrs = {**lr.attrs, "units": "counts/s"}
+    with pytest.warns(XrfsrWarning, match="not 'counts'"):
+        consistency(hr, per_second)
 
 
 # --------------------------------------------------------------------------- storage and the command line

@@ -478,9 +478,12 @@ def enhance(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     cluster: Annotated[str, typer.Option(help="none (threads here), local (new cluster) or an address.")] = "none",
     resume: Annotated[bool, typer.Option(help="Finish an interrupted run: compute only missing chunks.")] = False,
-    refine: Annotated[int, typer.Option(help="Poisson-likelihood refinement iterations after the network (0: none).")] = 0,
-    refine_weight: Annotated[float, typer.Option(help="How strongly refinement stays near the network's output.")] = 1.0,
-    check: Annotated[bool, typer.Option(help="Also write the consistency check beside DST (DST.consistency.zarr).")] = False,
+    refine: Annotated[int, typer.Option(
+        help="Poisson-likelihood refinement iterations after the network (0: none).")] = 0,
+    refine_weight: Annotated[float, typer.Option(
+        help="How strongly refinement stays near the network's output.")] = 1.0,
+    check: Annotated[bool, typer.Option(
+        help="Also write the consistency check beside DST (DST.consistency.zarr).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing destination.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     storage_option: StorageOptions = None,
@@ -515,12 +518,16 @@ def check(
         help="Verdict: mean deviance per scan pixel beyond Poisson noise's at most this [default: 0.5].")] = None,
     count_tolerance: Annotated[float | None, typer.Option(
         help="Verdict: forward-projected counts within this fraction of the measured [default: 0.02].")] = None,
-    out: Annotated[str | None, typer.Option(help="Also write the check (deviance maps, summaries) to this store.")] = None,
+    out: Annotated[str | None, typer.Option(
+        help="Also write the check (deviance maps, summaries) to this store.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out store.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
     storage_option: StorageOptions = None,
 ) -> None:
-    """Check an enhanced store against the measured counts: Poisson deviance and counts per map (exit code 1 if not consistent)."""
+    """Check an enhanced store against the measured counts: Poisson deviance and counts per map.
+
+    Exit code 1 when a map is not consistent.
+    """
     from xrfsr_dask.consistency import COUNT_TOLERANCE, EXCESS_TOLERANCE, consistency, consistency_to_zarr
     from xrfsr_dask.io import open_xrf
 
@@ -556,7 +563,8 @@ def check(
             label = " ".join(f"{row[d]}" if d == "element" else f"{d} {row[d]:g}" for d in ("element", "angle")
                              if d in row)
             typer.echo(_check_line(label, row, max_excess))
-        bad = [str(r["element"]) + (f" angle {r['angle']:g}" if "angle" in r else "") for r in rows if not r["consistent"]]
+        bad = [str(r["element"]) + (f" angle {r['angle']:g}" if "angle" in r else "")
+               for r in rows if not r["consistent"]]
         rule = (f"mean deviance at most {max_excess:g} per scan pixel above the noise's and counts within "
                 f"{100 * count_tolerance:g} %")
         typer.echo(f"verdict: consistent ({rule} for every map)" if ok else

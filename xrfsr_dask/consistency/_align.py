@@ -177,7 +177,8 @@ def overlapped(pair: Pair, halo: int) -> Chunked:
     chunks = _lr_chunks(pair.lr, halo)
     ry, rx = pair.operator.ratio
     lr = _as_dask(pair.lr.data, chunks)
-    fine = _as_dask(pair.fine.data, (*chunks[:-2], tuple(c * ry for c in chunks[-2]), tuple(c * rx for c in chunks[-1])))
+    fine_chunks = (*chunks[:-2], tuple(c * ry for c in chunks[-2]), tuple(c * rx for c in chunks[-1]))
+    fine = _as_dask(pair.fine.data, fine_chunks)
     nd = lr.ndim
     # No overlap along an axis that is one chunk: there is no neighbour to borrow from.
     depth = (halo if lr.numblocks[-2] > 1 else 0, halo if lr.numblocks[-1] > 1 else 0)

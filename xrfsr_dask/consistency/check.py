@@ -296,7 +296,8 @@ def consistency_to_zarr(
                              storage_options=options)
     # The summaries reduce the same maps: computed in the same pass as the writes.
     _, *values = dask.compute(written, *(result[v].data for v in summaries))
-    computed = xr.Dataset({v: (result[v].dims, value, result[v].attrs) for v, value in zip(summaries, values, strict=True)},
+    computed = xr.Dataset({v: (result[v].dims, value, result[v].attrs)
+                           for v, value in zip(summaries, values, strict=True)},
                           coords={c: stored[c] for c in result[summaries].coords}, attrs=stored.attrs)
     computed.to_zarr(url, mode="a", zarr_format=3, consolidated=False, storage_options=options)
     group = zarr.open_group(url, mode="r+", storage_options=options)
