@@ -21,6 +21,9 @@ module                   job
 ``refinement``           :func:`refine_array` (bare arrays), :func:`refine`
                          (lazy, chunked with halos)
 =======================  =====================================================
+
+Arithmetic is float64 whatever the input dtype (the adjoint is exact to
+round-off); maps come back as float32 counts, summaries as float64.
 """
 
 from xrfsr_dask.consistency.check import (

@@ -47,8 +47,8 @@ def refine_array(
              + \\frac{\\lambda}{2 r_y r_x} \\sum_j \\frac{(x_j - x_{0j})^2}{x_{0j} + c},
         \\qquad \\mu = A x + \\epsilon
 
-    by ``iterations`` steps of the MAP-EM (one-step-late free) update of
-    De Pierro (1995): the EM surrogate of the likelihood is separable, so
+    by ``iterations`` steps of the MAP-EM update of De Pierro (1995) (exact,
+    not Green's one-step-late approximation): the EM surrogate of the likelihood is separable, so
     each step solves, per fine pixel, the quadratic
     ``p x² + (a − p x₀) x − x e = 0`` with ``a = Aᵀ1``, ``e = Aᵀ(y/μ)``
     (``x`` the current iterate on the right) and ``p = λ/(r_y r_x (x₀ + c))``,
@@ -94,6 +94,12 @@ def refine_array(
     the KL divergence's expansion about ``x₀``, and with it the EM step has
     a closed form (the positive root of a quadratic), where a KL term needs
     an inner solve of ``x log x`` per pixel. ``ε =`` :data:`MU_FLOOR`.
+
+    At convergence a uniform flux error of ``x₀`` shrinks to ``1/(1 + λ)``
+    of itself (the measurement weighs 1, ``x₀`` weighs ``λ``). Small ``λ``
+    fits the noise of ``y`` as the iterations go on (the mean deviance
+    falls below what noise alone gives); ``λ ≳ 1`` converges in a few
+    iterations (docs/enhance.md has measurements). Computed in float64.
 
     References
     ----------
@@ -162,7 +168,8 @@ def refine(
     """Refine an enhanced map toward the Poisson likelihood of the measurement, staying near it.
 
     Runs :func:`refine_array` on each dask chunk with ``halo`` LR pixels of
-    overlap, after aligning the two grids as :func:`consistency` does.
+    overlap, after aligning the two grids as
+    :func:`~xrfsr_dask.consistency.consistency` does.
 
     Parameters
     ----------
@@ -178,7 +185,8 @@ def refine(
         ``λ``, the weight of staying near ``x₀`` (see :func:`refine_array`);
         ``math.inf`` keeps ``x₀``; 0 is plain Richardson–Lucy from ``x₀``.
     probe
-        Overrides ``measured.attrs["probe_fwhm_nm"]``, as in :func:`consistency`.
+        Overrides ``measured.attrs["probe_fwhm_nm"]``, as in
+        :func:`~xrfsr_dask.consistency.consistency`.
     offset
         ``c`` in the proximity weight ``1/(x₀ + c)``, in the data's units.
     halo
@@ -201,7 +209,7 @@ def refine(
     Raises
     ------
     GridMismatchError, LabelMismatchError, MissingMetadataError, SchemaError
-        As for :func:`consistency`.
+        As for :func:`~xrfsr_dask.consistency.consistency`.
     ValueError
         Negative ``iterations``, ``weight`` or ``offset``, or a halo below
         the kernel's reach.
@@ -211,7 +219,9 @@ def refine(
     The objective, the update and why the proximity term is quadratic are
     in :func:`refine_array`. The update is multiplicative in its data term,
     so pixels the network set exactly to zero move only through the
-    proximity term.
+    proximity term. Check first (:func:`~xrfsr_dask.consistency.consistency`):
+    refinement helps maps with a positive ``excess_deviance`` and only fits
+    noise in maps that are already consistent.
 
     References
     ----------
@@ -222,8 +232,8 @@ def refine(
     pair = pair_up(enhanced, measured, probe)
     op = pair.operator
     exact = max(1, 2 * iterations) * op.reach_lr
-    halo = resolve_halo(halo, min(exact, op.reach_lr * (2 + math.ceil(math.sqrt(iterations) / 2))), minimum=op.reach_lr,
-                 what="refine")
+    default = min(exact, op.reach_lr * (2 + math.ceil(math.sqrt(iterations) / 2)))
+    halo = resolve_halo(halo, default, minimum=op.reach_lr, what="refine")
     parts = overlapped(pair, halo)
     data = dsa.map_blocks(
         _refine_block, parts.fine_halo, parts.lr_halo, chunks=parts.fine.chunks, dtype=np.float32,
