@@ -40,7 +40,8 @@ from xrfsr_dask.errors import StoreExistsError, StoreMismatchError
 from xrfsr_dask.model.data import DataSettings, PairSource
 from xrfsr_dask.model.infer import resolve_device
 from xrfsr_dask.model.rdn import PRESETS, RDN, build_rdn, upsample_bicubic
-from xrfsr_dask.model.weights import load_model, save_model
+from xrfsr_dask.families import HELD_OUT
+from xrfsr_dask.model.weights import load_model, model_serves, save_model
 
 __all__ = ["TrainSettings", "evaluate", "fixed_pairs", "train"]
 
@@ -303,6 +304,9 @@ def train(
                      "final_epoch": settings.epochs,
                      "seconds": round(sum(float(r["seconds"]) for r in log), 1), "device": str(dev),
                      "torch_version": torch.__version__},
+        "data": {"families": {name: weight for name, weight in settings.data.families},
+                 "held_out": list(HELD_OUT), "sample": settings.data.sample,
+                 "serves": list(model_serves({"training": {"settings": settings.to_dict()}}) or ())},
         "metrics": {"test": {k: round(v, 4) for k, v in metrics.items()},
                     "test_set": f"{settings.data.test_patches} patches from phantom seeds of the test split"},
     }
