@@ -24,6 +24,7 @@ REFERENCE = {
     "xrfsr_dask.probe": "reference/probe.md",
     "xrfsr_dask.simulate": "reference/simulate.md",
     "xrfsr_dask.phantoms": "reference/phantoms.md",
+    "xrfsr_dask.families": "reference/families.md",
     "xrfsr_dask.enhance": "reference/enhance.md",
     "xrfsr_dask.consistency": "reference/consistency.md",
     "xrfsr_dask.model": "reference/model.md",

@@ -4,8 +4,11 @@ from xrfsr_dask._version import __version__
 from xrfsr_dask.errors import (
     CorruptChunkError,
     EnhancedFSCWarning,
+    GridMismatchError,
     IncompleteStoreError,
     IngestError,
+    LabelMismatchError,
+    MissingMetadataError,
     NonFiniteCountsError,
     SchemaError,
     SourceNotFoundError,
@@ -17,6 +20,7 @@ from xrfsr_dask.errors import (
     XrfsrError,
     XrfsrWarning,
 )
+from xrfsr_dask.families import structure_maps
 from xrfsr_dask.io import ingest, open_xrf, read, read_series, save, store_status, verify
 from xrfsr_dask.metrics import frc, fsc, psd, psnr, ssim
 from xrfsr_dask.phantoms import nmc_particle, nmc_volume, project
@@ -28,9 +32,11 @@ __all__ = [
     "CorruptChunkError",
     "EnhancedFSCWarning",
     "GaussianProbe",
-    "TailedProbe",
+    "GridMismatchError",
     "IncompleteStoreError",
     "IngestError",
+    "LabelMismatchError",
+    "MissingMetadataError",
     "NonFiniteCountsError",
     "SchemaError",
     "SourceNotFoundError",
@@ -39,6 +45,7 @@ __all__ = [
     "StoreMetadataError",
     "StoreMismatchError",
     "StoreWriteError",
+    "TailedProbe",
     "XrfsrError",
     "XrfsrWarning",
     "__version__",
@@ -61,6 +68,7 @@ __all__ = [
     "simulate_scan",
     "spectrum_cube",
     "ssim",
+    "structure_maps",
     "store_status",
     "validate",
     "verify",
