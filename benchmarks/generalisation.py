@@ -33,7 +33,9 @@ step), times the flux scale. Every method puts its estimate on that grid:
   map (``lsq_damp``) — the approach of the VSPI method in APS's ptychozoon;
 - every bundled model of scale 2 (:func:`xrfsr_dask.model.bundled_models`,
   or ``--models``), through the public path
-  ``xrfsr_dask.enhance.enhance(lr, model=name).compute()``.
+  ``xrfsr_dask.enhance.enhance(lr, model=name).compute()``; with
+  ``--refine N[,W]`` also each model's output refined towards the
+  measurement (``enhance(..., refine=N, refine_weight=W)``), as its own row.
 
 The oracle choices favour the baselines: they use the truth no user has.
 
@@ -61,7 +63,7 @@ count level x method; a markdown table per optics and count level goes to
 standard output, with the runtime.
 
     python benchmarks/generalisation.py [--families nmc,...] [--seeds 2] [--size 512]
-                                        [--models NAME ...] [--quick] [--output PATH]
+                                        [--models NAME ...] [--refine N[,W] ...] [--quick] [--output PATH]
 """
 
 from __future__ import annotations
@@ -159,8 +161,22 @@ def estimates(
         # smaller than the receptive field: both are what this benchmark measures.
         warnings.simplefilter("ignore", XrfsrWarning)
         for name in models:
-            out[name] = enhance(lr, model=name).compute().values
+            model, refine, weight = _variant(name)
+            out[name] = enhance(lr, model=model, refine=refine, refine_weight=weight).compute().values
     return truth, lr_values, out, {"rl_iterations": rl_iterations, "lsq_damp": damps}
+
+
+REFINED = " + refine "
+"""Joins a model's name and its refinement in a method label: ``NAME + refine N (weight W)``."""
+
+
+def _variant(label: str) -> tuple[str, int, float]:
+    """``(model, refine iterations, refine weight)`` of a method label."""
+    if REFINED not in label:
+        return label, 0, 1.0
+    model, _, rest = label.partition(REFINED)
+    iterations, _, weight = rest.partition(" (weight ")
+    return model, int(iterations), float(weight.rstrip(")"))
 
 
 def _summary(per_map: dict[str, list]) -> dict:
@@ -302,6 +318,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=None, help="scenes per family (default 2; 1 with --quick)")
     parser.add_argument("--size", type=int, default=None, help="HR map side in pixels (default 512; 256 with --quick)")
     parser.add_argument("--models", nargs="*", default=None, help="model names or paths (default: every bundled one)")
+    parser.add_argument("--refine", nargs="*", default=[], metavar="N[,WEIGHT]",
+                        help="also each model refined by N MAP-EM iterations (enhance(refine=N, refine_weight=WEIGHT))")
     parser.add_argument("--quick", action="store_true", help="one seed, 256 x 256: a smoke run")
     parser.add_argument("--output", default=None, help="JSON lines file, '-' for standard output "
                         "(default benchmarks/results/generalisation-cpu.jsonl; with --quick, in the temporary folder)")
@@ -320,6 +338,10 @@ def main() -> None:
         if family not in known:
             parser.error(f"--families: unknown {family!r}; choose from {', '.join(known)}")
     models = scale2_models(args.models)
+    for spec in args.refine:
+        iterations, _, weight = spec.partition(",")
+        models += [f"{name}{REFINED}{int(iterations)} (weight {float(weight or 1.0):g})" for name in list(models)
+                   if REFINED not in name]
     seeds = [SPLIT_OFFSETS["test"] + k for k in range(seeds_n)]
     warnings.simplefilter("ignore", category=RuntimeWarning)
 

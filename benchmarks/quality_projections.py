@@ -1,4 +1,4 @@
-"""Quality on tomographic projections: the map-trained and projection-trained RDNs beside bicubic.
+"""Quality on tomographic projections: RDN models (names or paths) beside bicubic.
 
 A projection sums the emission along the beam through the whole particle, so
 it is much smoother than a 2-D map of a thin section. This table shows what
@@ -16,7 +16,7 @@ The truth is the noise-free projection averaged over each output pixel.
 PSNR is the standard one with the truth's range, per map; the table gives
 the mean over the two angles for Ni and Mo.
 
-    python benchmarks/quality_projections.py
+    python benchmarks/quality_projections.py [MODEL ...]   # default: every bundled model
 """
 
 from __future__ import annotations
@@ -24,17 +24,18 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from xrfsr_dask import nmc_volume, project, psnr, simulate_scan
-from xrfsr_dask.model import load_model, predict
+from xrfsr_dask.model import bundled_models, load_model, predict
 from xrfsr_dask.model.data import _binned
 from xrfsr_dask.model.rdn import upsample_bicubic
 
 SETTINGS = {"FZP": {"probe_nm": 61.6, "step_nm": 50.0}, "MLL": {"probe_nm": 24.7, "step_nm": 30.0}}
-MODELS = ("rdn-small-x2", "rdn-small-x2-tomo")
+MODELS = tuple(sys.argv[1:]) or tuple(bundled_models())
 COUNTS = (25.0, 2.5)
 ELEMENTS = ["Ni_K", "Mo_L"]
 
@@ -42,7 +43,7 @@ ELEMENTS = ["Ni_K", "Mo_L"]
 def main() -> None:
     warnings.simplefilter("ignore")
     torch.set_num_threads(2)
-    nets = {name: load_model(name) for name in MODELS}
+    nets = {Path(name).name.removesuffix(".safetensors"): load_model(name) for name in MODELS}
     for setting, optic in SETTINGS.items():
         voxel = optic["step_nm"] / 4
         for counts in COUNTS:
