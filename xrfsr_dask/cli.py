@@ -468,6 +468,50 @@ def train(
 
 
 @app.command()
+def adapt(
+    src: Annotated[str, typer.Argument(help="Your measured LR maps or series (store path or URL).")],
+    out: Annotated[str, typer.Argument(help="Path of the adapted model (.safetensors; the .json card beside it).")],
+    model: Annotated[str | None, typer.Option(
+        help="Model to start from: bundled name or .safetensors path/URL; default: the bundled model for the "
+             "data's kind.")] = None,
+    probe_fwhm: Annotated[str | None, typer.Option(
+        help="Probe FWHM in nm, one number or major,minor; default: the store's probe_fwhm_nm.")] = None,
+    epochs: Annotated[int, typer.Option(help="Number of epochs (fresh Poisson noise each).")] = 5,
+    steps_per_epoch: Annotated[int, typer.Option(help="Adam steps per epoch.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 16,
+    learning_rate: Annotated[float, typer.Option(help="Adam step size (cosine-annealed to a tenth).")] = 1e-4,
+    patch: Annotated[int, typer.Option(help="Input pixels per side of a patch, at scale x the step.")] = 16,
+    seed: Annotated[int, typer.Option(help="Seeds the noise and the patches.")] = 0,
+    name: Annotated[str | None, typer.Option(help="Name in the card (default: BASE-adapted).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing model at OUT.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    storage_option: StorageOptions = None,
+) -> None:
+    """Fine-tune a model on your own LR maps: each map is the target of its own scan simulated at scale x the step."""
+    from xrfsr_dask.io.store import open_xrf
+    from xrfsr_dask.model import DEFAULT_MODELS
+    from xrfsr_dask.model.adapt import adapt as run_adapt
+    from xrfsr_dask.schema import kind_of
+
+    options = _pairs(storage_option, "--storage-option")
+    if model is None:
+        model = DEFAULT_MODELS.get(kind_of(_run(open_xrf, src, storage_options=options)), DEFAULT_MODELS["maps"])
+    fwhm = None if probe_fwhm is None else _floats(probe_fwhm, "--probe-fwhm")
+    net = _run(run_adapt, model, src, probe=None if fwhm is None else fwhm[0] if len(fwhm) == 1 else fwhm,
+               epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, learning_rate=learning_rate,
+               patch=patch, seed=seed, out=out, name=name, overwrite=overwrite, device=device,
+               storage_options=options, progress=progress)
+    record = net.card["adaptation"]
+    loss = record["loss"]
+    typer.echo(
+        f"{net.card['name']} (from {record['base_model']['name']}): self-supervised L1 {loss['before']:.4f} -> "
+        f"{loss['after']:.4f} (bicubic {loss['bicubic']:.4f}) in {record['seconds']:.0f} s"
+    )
+    typer.echo(f"model: {out if out.endswith('.safetensors') else out + '.safetensors'}")
+
+
+@app.command()
 def enhance(
     src: Annotated[str, typer.Argument(help="LR maps or series store (path or URL).")],
     dst: Annotated[str, typer.Argument(help="Destination store for the enhanced data.")],
