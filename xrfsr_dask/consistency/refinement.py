@@ -18,13 +18,11 @@ from xrfsr_dask.schema import add_provenance
 __all__ = ["refine", "refine_array"]
 
 
-def _refine_checks(iterations: int, weight: float, offset: float) -> None:
+def _refine_checks(iterations: int, weight: float) -> None:
     if not (isinstance(iterations, int | np.integer) and iterations >= 0):
         raise ValueError(f"iterations must be an integer >= 0; got {iterations!r}.")
     if not (isinstance(weight, int | float) and weight >= 0 and not math.isnan(weight)):
         raise ValueError(f"weight must be a number >= 0 (math.inf keeps the network's output); got {weight!r}.")
-    if not (isinstance(offset, int | float) and math.isfinite(offset) and offset > 0):
-        raise ValueError(f"offset must be a positive number of counts; got {offset!r}.")
 
 
 def refine_array(
@@ -34,7 +32,6 @@ def refine_array(
     *,
     iterations: int = 20,
     weight: float = 1.0,
-    offset: float = 1.0,
     history: bool = False,
 ) -> Any:
     """Refine a fine-grid estimate toward the Poisson likelihood of the measurement (bare arrays).
@@ -44,17 +41,17 @@ def refine_array(
     .. math::
 
         F(x) = \\sum_i [\\mu_i - y_i \\log \\mu_i]
-             + \\frac{\\lambda}{2 r_y r_x} \\sum_j \\frac{(x_j - x_{0j})^2}{x_{0j} + c},
+             + \\frac{\\lambda}{r_y r_x} \\sum_j \\left[x_{0j} \\log\\frac{x_{0j}}{x_j} - x_{0j} + x_j\\right],
         \\qquad \\mu = A x + \\epsilon
 
-    by ``iterations`` steps of the MAP-EM update of De Pierro (1995) (exact,
-    not Green's one-step-late approximation): the EM surrogate of the likelihood is separable, so
-    each step solves, per fine pixel, the quadratic
-    ``p x² + (a − p x₀) x − x e = 0`` with ``a = Aᵀ1``, ``e = Aᵀ(y/μ)``
-    (``x`` the current iterate on the right) and ``p = λ/(r_y r_x (x₀ + c))``,
-    taking its non-negative root. Every step lowers ``F`` (a
-    majorise–minimise scheme), keeps ``x ≥ 0``, and is Richardson–Lucy for
-    ``λ = 0``; ``λ → ∞`` keeps ``x₀``.
+    by ``iterations`` steps of the MAP-EM update of De Pierro (1995): the EM
+    surrogate of the likelihood is separable, and so is the proximity term
+    (the Kullback–Leibler divergence of ``x`` from ``x₀``), so each step
+    minimises per fine pixel and in closed form,
+    ``x ← (x e + p x₀) / (a + p)`` with ``a = Aᵀ1``, ``e = Aᵀ(y/μ)`` and
+    ``p = λ/(r_y r_x)``. Every step lowers ``F`` (a majorise–minimise
+    scheme) and keeps ``x ≥ 0``; ``λ = 0`` is Richardson–Lucy, ``λ → ∞``
+    keeps ``x₀``.
 
     Parameters
     ----------
@@ -71,13 +68,10 @@ def refine_array(
         Number of updates ``N``.
     weight
         ``λ``: how strongly the output stays near ``x₀``. The proximity term
-        is the second-order expansion of the Poisson log-likelihood of
-        ``x₀`` read as a measurement of ``x`` with the LR dwell, scaled to
-        one LR pixel per ``r_y r_x`` fine pixels: ``λ = 1`` trusts the
-        network as much as one more measurement of the same counts.
-    offset
-        ``c``, counts added to ``x₀`` in the proximity weight, so that pixels
-        the network set to zero can still move.
+        is the Poisson negative log-likelihood of ``x₀`` read as a
+        measurement of ``x``, scaled to one LR pixel per ``r_y r_x`` fine
+        pixels: ``λ = 1`` trusts the network as much as one more
+        measurement of the same counts.
     history
         Also return ``{"nll": [...], "penalty": [...]}``, the two terms of
         ``F`` at ``x⁰ … x^N`` (``nll`` is ``Σ μ − y log μ`` over valid pixels).
@@ -89,17 +83,19 @@ def refine_array(
 
     Notes
     -----
-    A weighted quadratic rather than a Kullback–Leibler proximity term: both
-    measure the step in Poisson units (variance ∝ counts), the quadratic is
-    the KL divergence's expansion about ``x₀``, and with it the EM step has
-    a closed form (the positive root of a quadratic), where a KL term needs
-    an inner solve of ``x log x`` per pixel. ``ε =`` :data:`MU_FLOOR`.
-
-    At convergence a uniform flux error of ``x₀`` shrinks to ``1/(1 + λ)``
-    of itself (the measurement weighs 1, ``x₀`` weighs ``λ``). Small ``λ``
-    fits the noise of ``y`` as the iterations go on (the mean deviance
-    falls below what noise alone gives); ``λ ≳ 1`` converges in a few
-    iterations (docs/enhance.md has measurements). Computed in float64.
+    Counts: summed over pixels, the update gives ``Σ μ − Σ y + p (Σ x −
+    Σ x₀) = 0`` at every step where ``a`` is uniform (``a = 1/(r_y r_x)``
+    inside the map), so an ``x₀`` that keeps the measured counts (as the
+    count-conserving network layer makes it) keeps them through every
+    iteration, and a uniform flux error of ``x₀`` shrinks to ``λ/(1 + λ)``
+    of itself at convergence (the measurement weighs 1, ``x₀`` weighs ``λ``).
+    A quadratic proximity term has no such property: it moves counts out of
+    the map wherever it redistributes them. Pixels where ``x`` and ``x₀``
+    are both zero stay zero (the update is multiplicative in ``x``). Small
+    ``λ`` fits the noise of ``y`` as the iterations go on (the mean
+    deviance falls below what noise alone gives); ``λ ≳ 1`` converges in a
+    few iterations (docs/enhance.md has measurements). ``ε =``
+    :data:`MU_FLOOR`. Computed in float64.
 
     References
     ----------
@@ -109,7 +105,7 @@ def refine_array(
     penalized likelihood estimation in emission tomography. IEEE Trans.
     Med. Imaging 14, 132 (1995). https://doi.org/10.1109/42.370409
     """
-    _refine_checks(iterations, weight, offset)
+    _refine_checks(iterations, weight)
     xp = array_module(x0, measured)
     x0 = xp.asarray(x0, dtype=xp.float64)
     y = xp.asarray(measured, dtype=xp.float64)
@@ -120,12 +116,16 @@ def refine_array(
     mask = valid.astype(xp.float64)
     shape = x0.shape[-2:]
     a = operator.adjoint(mask, shape)
-    prox = weight / (operator.ratio[0] * operator.ratio[1]) / (x0 + offset) if math.isfinite(weight) else None
+    prox = weight / (operator.ratio[0] * operator.ratio[1]) if math.isfinite(weight) else None
     record: dict[str, list[float]] = {"nll": [], "penalty": []}
 
     def objective(x: Any, mu: Any) -> None:
         record["nll"].append(float(xp.sum(mask * (mu - y * xp.log(mu)))))
-        record["penalty"].append(0.0 if prox is None else float(0.5 * xp.sum(prox * (x - x0) ** 2)))
+        if prox is None:
+            record["penalty"].append(0.0)
+            return
+        ratio = xp.where(x0 > 0, x0 / xp.where(x > 0, x, 1.0), 1.0)
+        record["penalty"].append(float(prox * xp.sum(x0 * xp.log(ratio) - x0 + x)))
 
     x = x0
     for _ in range(iterations if prox is not None else 0):
@@ -135,11 +135,8 @@ def refine_array(
         q = x * xp.maximum(operator.adjoint(mask * y / mu, shape), 0.0)
         if weight == 0:
             x = xp.where(a > 0, q / xp.where(a > 0, a, 1.0), x)
-            continue
-        b = a - prox * x0
-        root = xp.sqrt(b * b + 4.0 * prox * q)
-        # The non-negative root, in the form without cancellation for either sign of b.
-        x = xp.where(b > 0, 2.0 * q / xp.where(b > 0, b + root, 1.0), (root - b) / (2.0 * prox))
+        else:
+            x = (q + prox * x0) / (a + prox)
     if history:
         objective(x, xp.maximum(operator.forward(x), 0.0) + MU_FLOOR)
         if prox is None:  # weight = inf: no step was taken
@@ -162,7 +159,6 @@ def refine(
     iterations: int = 20,
     weight: float = 1.0,
     probe: ProbeLike | None = None,
-    offset: float = 1.0,
     halo: int | None = None,
 ) -> xr.DataArray:
     """Refine an enhanced map toward the Poisson likelihood of the measurement, staying near it.
@@ -187,8 +183,6 @@ def refine(
     probe
         Overrides ``measured.attrs["probe_fwhm_nm"]``, as in
         :func:`~xrfsr_dask.consistency.consistency`.
-    offset
-        ``c`` in the proximity weight ``1/(x₀ + c)``, in the data's units.
     halo
         LR pixels of overlap around each chunk, at least the kernel's reach
         (:attr:`ScanOperator.reach_lr`). Exact stitching would need ``2 N``
@@ -204,20 +198,20 @@ def refine(
     xarray.DataArray
         Lazy float32 refined counts on the enhanced grid (cropped to the
         measured footprint), with the enhanced attrs and a provenance
-        record of ``iterations``, ``weight``, ``offset``, ``halo`` and the probe.
+        record of ``iterations``, ``weight``, ``halo`` and the probe.
 
     Raises
     ------
     GridMismatchError, LabelMismatchError, MissingMetadataError, SchemaError
         As for :func:`~xrfsr_dask.consistency.consistency`.
     ValueError
-        Negative ``iterations``, ``weight`` or ``offset``, or a halo below
+        Negative ``iterations`` or ``weight``, or a halo below
         the kernel's reach.
 
     Notes
     -----
-    The objective, the update and why the proximity term is quadratic are
-    in :func:`refine_array`. The update is multiplicative in its data term,
+    The objective, the update and why it keeps the counts are in
+    :func:`refine_array`. The update is multiplicative in its data term,
     so pixels the network set exactly to zero move only through the
     proximity term. Check first (:func:`~xrfsr_dask.consistency.consistency`):
     refinement helps maps with a positive ``excess_deviance`` and only fits
@@ -228,7 +222,7 @@ def refine(
     De Pierro, A. R. IEEE Trans. Med. Imaging 14, 132 (1995).
     https://doi.org/10.1109/42.370409
     """
-    _refine_checks(iterations, weight, offset)
+    _refine_checks(iterations, weight)
     pair = pair_up(enhanced, measured, probe)
     op = pair.operator
     exact = max(1, 2 * iterations) * op.reach_lr
@@ -238,11 +232,11 @@ def refine(
     data = dsa.map_blocks(
         _refine_block, parts.fine_halo, parts.lr_halo, chunks=parts.fine.chunks, dtype=np.float32,
         meta=meta_like(parts.fine, np.float32), operator=op, depth=parts.depth, nblocks=parts.lr.numblocks[-2:],
-        iterations=iterations, weight=weight, offset=offset,
+        iterations=iterations, weight=weight,
     )
     out = pair.fine.copy(data=data)
     return add_provenance(out, "xrfsr_dask.consistency.refine", {
-        "iterations": iterations, "weight": weight, "offset": offset, "halo": halo, **probe_record(pair.probe),
+        "iterations": iterations, "weight": weight, "halo": halo, **probe_record(pair.probe),
         "ratio": list(op.ratio), "crop": pair.crop,
-        "objective": "sum(mu - y log mu) + weight/(2 ry rx) sum((x - x0)^2 / (x0 + offset)), mu = A x",
+        "objective": "sum(mu - y log mu) + weight/(ry rx) sum(x0 log(x0/x) - x0 + x), mu = A x",
     })
