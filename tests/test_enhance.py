@@ -295,3 +295,33 @@ def test_killed_cli_job_resumes_only_missing_chunks_to_the_same_bytes(lr_series,
     # Only the missing chunks were computed, plus the one a kill may have left torn.
     assert before.chunks_written - 1 <= skipped <= before.chunks_written and written + skipped == total
     assert after.complete and _chunk_bytes(target) == _chunk_bytes(reference)
+
+
+def test_the_default_model_is_chosen_by_the_data_kind_and_recorded(lr_series):
+    from xrfsr_dask.model import DEFAULT_MODELS, model_serves
+
+    for data, kind in ((lr_series.isel(angle=0), "maps"), (lr_series, "series")):
+        record = enhance(data).attrs["provenance"][-1]["parameters"]
+        assert record["model"] == DEFAULT_MODELS[kind] and record["model_choice"] == f"default for {kind}"
+        assert kind in model_serves(load_model(DEFAULT_MODELS[kind]).card)
+    assert enhance(lr_series, "rdn-small-x2").attrs["provenance"][-1]["parameters"]["model_choice"] == "given"
+
+
+def test_a_model_trained_for_maps_warns_on_a_series(lr_series, tmp_path):
+    torch.manual_seed(2)
+    card = {"training": {"settings": {"data": {"sample": "maps"}}}}
+    path = str(save_model(build_rdn("tiny"), tmp_path / "maps-only", card=card))
+    with pytest.warns(XrfsrWarning, match=r"trained for maps, but this is a series.*model=None"):
+        enhance(lr_series, path)
+    enhance(lr_series.isel(angle=0), path)  # maps: no warning (the suite turns XrfsrWarning into errors)
+
+
+def test_cli_names_the_model_it_uses(lr_series, tmp_path):
+    src = str(tmp_path / "lr.zarr")
+    xs.save(lr_series.isel(angle=[0]), src, progress=False)
+    result = CliRunner().invoke(app, ["enhance", src, str(tmp_path / "hr.zarr"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "model: rdn-small-x2 (the default for series)" in result.output
+    helped = CliRunner().invoke(app, ["enhance", "--help"], terminal_width=200)
+    text = " ".join(helped.output.replace("│", " ").split())  # rich draws the help in a box
+    assert "rdn-small-x2 for maps and for series" in text

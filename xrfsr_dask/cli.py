@@ -443,20 +443,37 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Patches per step.")] = 16,
     learning_rate: Annotated[float, typer.Option(help="Initial Adam step size (cosine-annealed to 1e-5).")] = 1e-3,
     seed: Annotated[int, typer.Option(help="Seeds the initial weights and the data of every epoch.")] = 0,
-    train_phantoms: Annotated[int, typer.Option(help="Number of training phantoms (seeds).")] = 24,
+    train_phantoms: Annotated[int, typer.Option(help="Training phantoms (seeds) of each family.")] = 24,
+    validation_phantoms: Annotated[int, typer.Option(help="Validation phantoms of each family.")] = 4,
+    test_phantoms: Annotated[int, typer.Option(help="Test phantoms of each family.")] = 4,
     patch: Annotated[int, typer.Option(help="LR pixels per side of a training patch.")] = 32,
+    sample: Annotated[str, typer.Option(
+        help="maps, projections (through thick samples, for tomography series) or mixed (one model for both).")] = "maps",
+    families: Annotated[str | None, typer.Option(
+        help="Structure families and weights, e.g. nmc=3,cell=1,targets=1; default: every family but the held-out "
+             "ones (xrfsr_dask.families.HELD_OUT), weight 1.")] = None,
     name: Annotated[str | None, typer.Option(help="Name of the model files (default rdn-PRESET-xSCALE).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a run found in OUT (same settings).")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
 ) -> None:
-    """Train an RDN on scans simulated on the fly from synthetic NMC particles; resumable."""
+    """Train an RDN on scans simulated on the fly from structure families; resumable."""
     from xrfsr_dask.model import DataSettings, TrainSettings
     from xrfsr_dask.model import train as run_train
 
+    chosen = {}
+    if families is not None:
+        for item in families.split(","):
+            family, sep, weight = item.partition("=")
+            try:
+                chosen[family.strip()] = float(weight) if sep else 1.0
+            except ValueError:
+                raise typer.BadParameter(f"expected NAME or NAME=WEIGHT, got {item!r}", param_hint="--families") from None
+    data = _run(DataSettings, scale=scale, train_seeds=train_phantoms, validation_seeds=validation_phantoms,
+                test_seeds=test_phantoms, patch=patch, sample=sample,
+                **({"families": tuple(chosen.items())} if chosen else {}))
     settings = _run(
         TrainSettings, preset=preset, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
-        learning_rate=learning_rate, seed=seed,
-        data=_run(DataSettings, scale=scale, train_seeds=train_phantoms, patch=patch),
+        learning_rate=learning_rate, seed=seed, data=data,
     )
     model = _run(run_train, out, settings, name=name, resume=resume, device=device)
     test = model.card["metrics"]["test"]
@@ -515,7 +532,9 @@ def adapt(
 def enhance(
     src: Annotated[str, typer.Argument(help="LR maps or series store (path or URL).")],
     dst: Annotated[str, typer.Argument(help="Destination store for the enhanced data.")],
-    model: Annotated[str | None, typer.Option(help="Bundled model name or .safetensors path/URL.")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="Bundled model name or .safetensors path/URL; default: the bundled model for the data's kind "
+             "(rdn-small-x2 for maps and for series).")] = None,
     halo: Annotated[int, typer.Option(help="LR pixels of overlap around each chunk and tile.")] = 12,
     tile: Annotated[int, typer.Option(help="Largest tile core in LR pixels inside a chunk.")] = 512,
     batch_size: Annotated[int, typer.Option(help="Tiles per network call.")] = 8,
@@ -534,8 +553,13 @@ def enhance(
 ) -> None:
     """Enhance every map of a store with an RDN, chunk by chunk with halos, into a new store."""
     from xrfsr_dask.enhance import enhance_to_zarr
+    from xrfsr_dask.io.store import open_xrf
+    from xrfsr_dask.model import DEFAULT_MODELS
+    from xrfsr_dask.schema import kind_of
 
     options = _pairs(storage_option, "--storage-option")
+    kind = kind_of(_run(open_xrf, src, storage_options=options))
+    typer.echo(f"model: {model} (given)" if model else f"model: {DEFAULT_MODELS[kind]} (the default for {kind})")
     _write_on_cluster(cluster, enhance_to_zarr, src, dst, model, halo=halo, tile=tile, batch_size=batch_size,
                       device=device, resume=resume, overwrite=overwrite, storage_options=options,
                       progress=progress, refine=refine, refine_weight=refine_weight, check=check)

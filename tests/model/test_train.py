@@ -101,3 +101,15 @@ def test_training_on_the_gpu_uses_bf16_and_gives_a_loadable_model(tmp_path):
     model = train(tmp_path, run, progress=False, device="cuda")
     assert model.card["training"]["device"].startswith("cuda")
     assert np.isfinite(model.card["metrics"]["test"]["l1"])
+
+
+def test_the_command_of_a_family_mix_is_a_cli_line_the_cli_accepts(tmp_path):
+    data = DataSettings(sample="mixed", train_seeds=3, families=(("nmc", 3.0), ("cell", 1.0)))
+    command = TrainSettings(epochs=2, data=data).command("runs/x")
+    assert command.startswith("xrfsr train runs/x ") and "--sample mixed" in command
+    assert "--families nmc=3,cell=1" in command and "--train-phantoms 3" in command
+    # The CLI parses the same flags into the same settings (refusing what DataSettings refuses).
+    bad = CliRunner().invoke(app, ["train", str(tmp_path / "run"), "--families", "nmc=3,rocks=1"])
+    assert bad.exit_code == 2 and "families must name some of" in bad.output
+    held = CliRunner().invoke(app, ["train", str(tmp_path / "run"), "--families", "circuit"])
+    assert held.exit_code == 2 and "held out" in held.output

@@ -2,12 +2,16 @@
 
 - :func:`build_rdn` / :class:`RDN` / :data:`PRESETS`: the network;
 - :func:`train` / :class:`TrainSettings` / :class:`DataSettings`: training
-  on pairs simulated on the fly from synthetic NMC particles;
+  on pairs simulated on the fly from structure families (NMC particles,
+  cells, fibres, porous media, ...) with a randomised forward model;
+- :func:`adapt`: fine-tuning on the user's own LR maps, pairs made by the
+  forward model (self-supervised);
 - :func:`save_model` / :func:`load_model`: safetensors weights and JSON cards,
   bundled (:func:`bundled_models`) or at any local or fsspec path;
 - :func:`predict`: counts in, counts out, on in-memory maps.
 """
 
+from xrfsr_dask.model.adapt import adapt
 from xrfsr_dask.model.data import DataSettings, PairSource, map_scale
 from xrfsr_dask.model.infer import predict, resolve_device
 from xrfsr_dask.model.rdn import PRESETS, RDN, RDNConfig, build_rdn
@@ -34,6 +38,7 @@ __all__ = [
     "PairSource",
     "RDNConfig",
     "TrainSettings",
+    "adapt",
     "build_rdn",
     "bundled_models",
     "evaluate",

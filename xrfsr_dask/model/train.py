@@ -108,7 +108,8 @@ class TrainSettings:
         the card (``training.settings``), which holds all of them.
         """
         d = self.data
-        cli_data = DataSettings(scale=d.scale, train_seeds=d.train_seeds, patch=d.patch)
+        cli_data = DataSettings(scale=d.scale, train_seeds=d.train_seeds, validation_seeds=d.validation_seeds,
+                                test_seeds=d.test_seeds, patch=d.patch, sample=d.sample, families=d.families)
         if d != cli_data or self.final_learning_rate != TrainSettings.final_learning_rate:
             return (f"xrfsr_dask.model.train({os.fspath(out)!r}, "
                     "TrainSettings.from_dict(card['training']['settings']))")
@@ -116,9 +117,12 @@ class TrainSettings:
                  f"--epochs {self.epochs} --steps-per-epoch {self.steps_per_epoch}",
                  f"--batch-size {self.batch_size} --learning-rate {self.learning_rate!r} --seed {self.seed}"]
         default = DataSettings()
-        for flag, attr in (("--train-phantoms", "train_seeds"), ("--patch", "patch")):
+        for flag, attr in (("--train-phantoms", "train_seeds"), ("--validation-phantoms", "validation_seeds"),
+                           ("--test-phantoms", "test_seeds"), ("--patch", "patch"), ("--sample", "sample")):
             if getattr(d, attr) != getattr(default, attr):
                 words.append(f"{flag} {getattr(d, attr)}")
+        if d.families != default.families:
+            words.append("--families " + ",".join(f"{name}={weight:g}" for name, weight in d.families))
         return " ".join(words)
 
 
