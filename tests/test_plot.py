@@ -14,6 +14,7 @@ from xrfsr_dask.plot import (
     plot_loss_curves,
     plot_probe_fit,
     plot_psd,
+    plot_slice_comparison,
     plot_slices,
 )
 
@@ -63,10 +64,52 @@ def test_psd_figure_is_log_log_with_one_line_per_element(maps):
     fig = plot_psd(psd(a, bins="log"), psd(truth, bins="log"), labels=["LR", "HR"])
     ax = fig.axes[0]
     assert ax.get_xscale() == ax.get_yscale() == "log"
-    assert ax.get_ylabel() == "PSD (counts^2 nm^2)"
+    assert ax.get_ylabel() == "PSD (counts² nm²)"
     assert len(ax.get_legend().get_texts()) == 2 * a.sizes["element"]
+    # Elements whose curves coincide stay apart: a marker of its own per element.
+    markers = {line.get_label().split(" ", 1)[1]: line.get_marker() for line in ax.get_lines()}
+    assert len(set(markers.values())) == a.sizes["element"]
     with pytest.raises(ValueError, match="labels"):
         plot_psd(psd(a), labels=["LR", "HR"])
+    with pytest.raises(ValueError, match="layout must be 'overlay' or 'items'; got 'grid'"):
+        plot_psd(psd(a), layout="grid")
+
+
+def test_psd_figure_with_one_panel_per_element(maps):
+    truth, (a, _) = maps
+    fig = plot_psd(psd(a, bins="log"), psd(truth, bins="log"), labels=["LR", "HR"], layout="items", title="PSD")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == [str(e) for e in a.element.values]
+    assert all(len(ax.get_lines()) == 2 for ax in panels)
+    assert [t.get_text() for t in panels[0].get_legend().get_texts()] == ["LR", "HR"]
+    # Shared axes: one scale, so equal content reads as equal curves in every panel.
+    assert panels[0].get_shared_y_axes().joined(panels[0], panels[-1])
+    assert panels[-1].get_xlabel() == "spatial frequency (1/nm)"
+
+
+def test_slice_comparison_has_a_row_per_volume_and_one_scale_per_element(maps):
+    truth, (a, _) = maps
+    volume = truth.expand_dims(z=np.arange(3) * 10.0).transpose("element", "z", "y", "x")
+    volume.attrs["units"] = "counts / (10 nm)³"
+    noisy = volume + np.random.default_rng(0).normal(scale=5.0, size=volume.shape)
+    noisy.attrs["units"] = volume.attrs["units"]
+    fig = plot_slice_comparison({"LR": noisy, "truth": volume}, elements=["Ni_K", "Mo_L"], title="slices")
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    # Row by row: the volumes are the rows, the elements the columns.
+    assert [ax.get_title().split(",")[0] for ax in panels] == ["LR: Ni_K", "LR: Mo_L", "truth: Ni_K", "truth: Mo_L"]
+    assert all(len(_scale_bars(ax)) == 1 for ax in panels)
+    # Each element's panels share one colour scale and one colour bar in the data's units.
+    limits = [ax.get_images()[0].get_clim() for ax in panels]
+    assert limits[0] == limits[2] and limits[1] == limits[3] and limits[0] != limits[1]
+    bars = [ax.get_xlabel() for ax in fig.axes if not ax.get_title() and ax.get_xlabel()]
+    assert bars == ["Ni_K (counts / (10 nm)³)", "Mo_L (counts / (10 nm)³)"]
+    assert "z = 10 nm" in panels[0].get_title()
+    other = volume.copy()
+    other.attrs["units"] = "counts"
+    with pytest.raises(ValueError, match="different units"):
+        plot_slice_comparison({"a": volume, "b": other})
+    with pytest.raises(ValueError, match="not in volume 'LR'"):
+        plot_slice_comparison({"LR": volume}, elements=["Fe"])
 
 
 def test_probe_fit_figure_has_scale_bar_and_profiles():

@@ -5,7 +5,9 @@ For each optic of Wu et al. (2023) — a Fresnel zone plate (FZP: probe
 steps) — the demo
 
 1. makes a ground-truth NMC particle volume (Ni, Co, Mn, Mo) on a grid four
-   times finer than the scan step, and stores it;
+   times finer than the scan step, in a slab at least as tall as the model's
+   receptive field (so every projection is at least as large as what one
+   output pixel of the network sees), and stores it;
 2. records two independent fly-scanned XRF tomography series of it (angles
    interleaved, independent stage drift, position jitter and Poisson
    noise), and stores them as zarr v3;
@@ -13,9 +15,15 @@ steps) — the demo
    particle, with counting noise);
 4. enhances every projection of both series chunk by chunk with the bundled
    RDN (``rdn-small-x2``) on a local dask cluster;
-5. aligns each LR series by projection matching, applies the same nm shifts
+5. checks the enhanced projections of dataset a against the measured ones
+   (Poisson deviance, count ratios: :func:`xrfsr_dask.consistency.consistency`),
+   refines them (:func:`xrfsr_dask.consistency.refine`, what
+   ``enhance(..., refine=N)`` runs after the network) and checks them again,
+   and measures the bright rim the network puts at the particle's edge
+   against the ground truth;
+6. aligns each LR series by projection matching, applies the same nm shifts
    to its enhanced version, and reconstructs LR and HR volumes (FBP);
-6. measures FSC between the two datasets (half-bit and one-bit), FSC against
+7. measures FSC between the two datasets (half-bit and one-bit), FSC against
    the ground truth (threshold 0.5), PSD, PSNR between the two datasets, and
    the combined resolution ``sqrt(b² + s²)``; resolutions are compared with
    the paper's as half periods ``1 / (2 f)`` at the crossing frequency ``f``
@@ -24,8 +32,18 @@ steps) — the demo
    :class:`~xrfsr_dask.errors.EnhancedFSCWarning` (it measures
    reproducibility, not resolution): the demo records it and the report
    shows it;
-7. writes ``report/index.html`` with one figure per supplementary figure of
-   the paper (:mod:`xrfsr_dask.report`) and ``results.json``.
+8. writes ``report/index.html`` with one figure per supplementary figure of
+   the paper and one of the consistency check (:mod:`xrfsr_dask.report`),
+   and ``results.json``.
+
+Physical units, so that LR, HR and the ground truth compare directly: the
+simulated scan records at each point the counts of a ground-truth-voxel-wide
+column under the probe, so counts per scan point divided by the truth
+voxel's area are counts per unit area of the projection
+(:data:`AREA_UNITS`, for maps and profiles of LR, HR and truth alike); a
+reconstruction holds those counts per voxel length, so dividing by its own
+voxel as well gives counts per unit volume (:data:`VOLUME_UNITS`), as the
+ground truth's counts per voxel divided by its voxel volume do.
 
 The ground truth is what the paper could not have: it says what resolution
 the synthetic data actually allow, beside what the FSC between two datasets
@@ -44,11 +62,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 import xarray as xr
 from scipy import ndimage
+from tqdm.auto import tqdm
 
 from xrfsr_dask._version import __version__
+from xrfsr_dask.consistency import consistency, refine
 from xrfsr_dask.errors import EnhancedFSCWarning, StoreExistsError
 from xrfsr_dask.io import open_xrf, save
 from xrfsr_dask.metrics import fsc, psd, psnr
@@ -57,12 +78,30 @@ from xrfsr_dask.probe import GaussianProbe, combined_resolution_nm, fit_probe
 from xrfsr_dask.schema import xrf_maps
 from xrfsr_dask.simulate import simulate_scan, spectrum_cube
 
-__all__ = ["OPTICS", "DemoRun", "Optic", "OpticRun", "run_demo"]
+__all__ = ["AREA_UNITS", "OPTICS", "REFINE_ITERATIONS", "VOLUME_UNITS", "DemoRun", "Optic", "OpticRun", "run_demo"]
 
-MODEL = "rdn-small-x2-tomo"
-"""The bundled model trained on projections of 3-D particles (the 2-D-map model invents grain texture there)."""
+MODEL = "rdn-small-x2"
+"""The bundled default for projection series, ``xrfsr_dask.model.DEFAULT_MODELS["series"]`` (trained on
+maps and on projections through thick samples); named here so that importing the demo does not import torch."""
 TRUTH_PER_STEP = 4
 """Ground-truth voxels per scan step; the enhanced (x2) grid is two of them."""
+AREA_UNITS = "counts / (10 nm)²"
+"""The one scale of every projection, map and profile in the report: counts per 100 nm² of projected area."""
+VOLUME_UNITS = "counts / (10 nm)³"
+"""The one scale of every volume in the report (slices, PSD): counts per 1000 nm³ of sample."""
+REFINE_ITERATIONS = 10
+"""``N`` of the refinement the demo shows (``enhance(..., refine=N)``). Every run refines one projection
+:data:`REFINE_LADDER` times (``refine_ladder`` in ``results.json``) and the report says where the mean
+deviance stops changing: within about five updates for the bundled models measured, so ten are converged
+and more only cost time."""
+REFINE_LADDER = (0, 1, 2, 5, 10, 20, 40)
+"""Refinement iterations tried on the projection shown, to show where the deviance settles."""
+CHECK_PROJECTIONS = 16
+"""Projections of dataset a, evenly spread over the angles, that the consistency check compares."""
+PROFILE_ELEMENT = "Ni_K"
+"""The element of the consistency maps, the edge profile and the table's deviance and count ratios."""
+PROFILE_ROWS = 5
+"""LR rows, centred on the particle, averaged into the edge profile (the edge is straight over them)."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +167,10 @@ class OpticRun:
     numbers: dict[str, Any] = field(default_factory=dict)
     fsc_warnings: list[str] = field(default_factory=list)
     """What :class:`~xrfsr_dask.errors.EnhancedFSCWarning` said about this optic's FSCs (the enhanced pair)."""
+    densities: dict[str, xr.DataArray] = field(default_factory=dict)
+    """Dataset a's LR and HR volumes and the ground truth on the HR voxels, all in :data:`VOLUME_UNITS`."""
+    check: dict[str, Any] = field(default_factory=dict)
+    """The consistency check of dataset a: maps and profiles for the figure, numbers for the table."""
 
 
 @dataclass
@@ -213,6 +256,167 @@ def _on_grid(truth: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
     return coarse.assign_coords({d: like[d] for d in ("z", "y", "x")})
 
 
+def _per_area(maps: xr.DataArray, optic: Optic) -> xr.DataArray:
+    """Counts per scan point (LR, HR and truth projections alike) as :data:`AREA_UNITS`.
+
+    The demo's scan records at each point the counts of a column one
+    ground-truth voxel wide under the probe (:func:`~xrfsr_dask.phantoms.project`
+    sums voxels, :func:`~xrfsr_dask.simulate.simulate_scan` weighs them by
+    the probe), so counts per scan point over the truth voxel's area are
+    counts per unit projected area, whatever the grid they sit on.
+    """
+    out = maps * (100.0 / optic.truth_voxel_nm**2)
+    out.attrs = {**maps.attrs, "units": AREA_UNITS}
+    return out
+
+
+def _per_volume(volume: xr.DataArray, optic: Optic, voxel_nm: float) -> xr.DataArray:
+    """A reconstruction with voxels of ``voxel_nm``, or the truth (its own voxel), in :data:`VOLUME_UNITS`.
+
+    FBP returns the projections' counts per voxel length (a sum along a ray
+    gives the projection back): counts per scan point per voxel, hence the
+    truth voxel's area and the reconstruction's voxel in the divisor. The
+    ground truth's counts per voxel take its voxel's volume, the same formula.
+    """
+    out = volume * (1000.0 / (optic.truth_voxel_nm**2 * voxel_nm))
+    out.attrs = {**volume.attrs, "units": VOLUME_UNITS}
+    return out
+
+
+def _band(maps: xr.DataArray, centre_nm: float, half_nm: float) -> xr.DataArray:
+    """The mean of the rows whose centres lie within ``half_nm`` of ``centre_nm``: a profile along x."""
+    rows = np.flatnonzero(np.abs(maps.y.values - centre_nm) < half_nm)
+    return maps.isel(y=rows).mean("y")
+
+
+def _rim_excess(truth: np.ndarray, maps: dict[str, np.ndarray],
+                per_step: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Mean ``(map − truth) / step height`` against the distance from the particle's outline, inward positive.
+
+    ``truth`` and every map are ``(projection, y, x)`` on one grid with
+    ``per_step`` pixels per scan step. The outline is where the truth first
+    exceeds 5 % of its maximum in each projection; every pixel within
+    ``−2`` to ``+4`` scan steps of it is binned by its distance (whole
+    pixels: ``0`` is the first ring inside, ``−1`` the first outside), so
+    the whole outline of every projection is averaged — the rim is measured
+    on thousands of pixels, not on one noisy line. The step height is the
+    truth's mean one to two scan steps inside.
+    """
+    bins = np.arange(-2 * per_step, 4 * per_step)
+    sums = {name: np.zeros(bins.size) for name in maps}
+    truth_sum, count = np.zeros(bins.size), np.zeros(bins.size)
+    for a in range(truth.shape[0]):
+        mask = truth[a] > 0.05 * np.nanmax(truth[a])
+        # Signed distance from the outline (half a pixel outside the mask's edge pixels), in pixels.
+        signed = np.where(mask, ndimage.distance_transform_edt(mask) - 0.5,
+                          0.5 - ndimage.distance_transform_edt(~mask))
+        distance = np.floor(signed)
+        for i, b in enumerate(bins):
+            where = distance == b
+            count[i] += where.sum()
+            truth_sum[i] += truth[a][where].sum()
+            for name, values in maps.items():
+                sums[name][i] += (values[a][where] - truth[a][where]).sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inner = (bins >= per_step) & (bins < 2 * per_step)
+        height = truth_sum[inner].sum() / count[inner].sum()
+        return bins, {name: total / count / height for name, total in sums.items()}
+
+
+def _summary(result: xr.Dataset) -> dict[str, dict[str, float]]:
+    """Per element, over the projections compared: mean deviance, its Poisson expectation, excess, count ratios."""
+    names = ("mean_deviance", "expected_mean_deviance", "excess_deviance", "count_ratio", "total_count_ratio")
+    return {str(e): {name: float(result[name].sel(element=e).mean()) for name in names}
+            for e in result.element.values}
+
+
+def _rms_error_percent(estimate: xr.DataArray, truth: xr.DataArray) -> float:
+    """RMS of ``estimate − truth`` over the RMS of ``truth``, in per cent (same grid, NaN left out)."""
+    a, b = np.asarray(estimate.values, np.float64), np.asarray(truth.values, np.float64)
+    keep = np.isfinite(a) & np.isfinite(b)
+    return float(100 * np.sqrt(np.mean((a[keep] - b[keep]) ** 2) / np.mean(b[keep] ** 2)))
+
+
+def _consistency_check(optic: Optic, measured: xr.DataArray, enhanced: xr.DataArray, truth: xr.DataArray,
+                       probe: GaussianProbe) -> dict[str, Any]:
+    """Check, refine and check again the enhanced projections of dataset a; measure the edge overshoot.
+
+    ``measured``, ``enhanced`` and ``truth`` are the same projections
+    (computed): the LR scan, its enhancement and the drifted ground-truth
+    projection the scan recorded (four times finer than the scan). The probe
+    is the fitted one, as on a beamline.
+    """
+    element = PROFILE_ELEMENT
+    refined = refine(enhanced, measured, iterations=REFINE_ITERATIONS, probe=probe).compute()
+    variants = {"truth": truth, "hr": enhanced, "refined": refined}
+    checks = {name: consistency(data, measured, probe=probe).compute() for name, data in variants.items()}
+    ratio = TRUTH_PER_STEP // 2
+    truth_hr = truth.coarsen(y=ratio, x=ratio).mean()
+    truth_lr = truth.coarsen(y=TRUTH_PER_STEP, x=TRUTH_PER_STEP).mean()
+
+    # The bright rim: excess over the truth against the distance from the outline, every projection checked.
+    per_step = enhanced.sizes["x"] // measured.sizes["x"]
+    fine_nm = optic.step_nm / per_step
+    bins, excess = _rim_excess(truth_hr.sel(element=element).values, {
+        name: data.sel(element=element).values for name, data in (("hr", enhanced), ("refined", refined))}, per_step)
+    rim = (bins >= 0) & (bins < 2 * per_step)
+    overshoot = {name: float(100 * np.nanmax(curve[rim])) for name, curve in excess.items()}
+
+    # The projection shown, and where the deviance settles with more refinement.
+    shown = 0
+    one = {name: data.isel(angle=[shown]) for name, data in (("lr", measured), ("hr", enhanced))}
+    ladder = []
+    for n in REFINE_LADDER:
+        candidate = refine(one["hr"], one["lr"], iterations=n, probe=probe).compute()
+        result = consistency(candidate, one["lr"], probe=probe).sel(element=element).compute()
+        ladder.append({"iterations": n, "mean_deviance": float(result.mean_deviance.squeeze()),
+                       "expected_mean_deviance": float(result.expected_mean_deviance.squeeze()),
+                       "error_vs_truth_percent": _rms_error_percent(
+                           candidate.sel(element=element), truth_hr.isel(angle=[shown]).sel(element=element))})
+    view = {name: _per_area(data.isel(angle=shown).sel(element=element), optic) for name, data in
+            (("lr", measured), ("hr", enhanced), ("refined", refined), ("truth", truth))}
+    centre = float(measured.y.values[measured.sizes["y"] // 2])
+    half = PROFILE_ROWS * optic.step_nm / 2
+    profiles = {name: _band(data, centre, half) for name, data in view.items()}
+    t_profile = profiles["truth"].values
+    edge_nm = float(profiles["truth"].x.values[np.flatnonzero(t_profile > 0.05 * np.nanmax(t_profile))[0]])
+    return {
+        "angle_deg": float(measured.angle.values[shown]),
+        "element": element,
+        "measured": view["lr"],
+        "deviance": {name: checks[name].deviance.isel(angle=shown).sel(element=element) for name in checks},
+        "shown": {name: {key: float(checks[name][key].isel(angle=shown).sel(element=element))
+                         for key in ("mean_deviance", "expected_mean_deviance")} for name in checks},
+        "profiles": profiles,
+        "profile_band_nm": (centre - half, centre + half),
+        "edge_nm": edge_nm,
+        "rim_excess": {"distance_nm": (bins + 0.5) * fine_nm, **excess},
+        "numbers": {
+            "element": element,
+            "projections": int(measured.sizes["angle"]),
+            "angles_deg": [float(a) for a in measured.angle.values],
+            "refine_iterations": REFINE_ITERATIONS,
+            "probe_fwhm_nm": list(probe.fwhm_pair_nm),
+            "mean_deviance": {name: float(c.mean_deviance.sel(element=element).mean()) for name, c in checks.items()},
+            "expected_mean_deviance": {name: float(c.expected_mean_deviance.sel(element=element).mean())
+                                       for name, c in checks.items()},
+            "count_ratio": {name: float(c.count_ratio.sel(element=element).mean()) for name, c in checks.items()},
+            "total_count_ratio": {name: float(c.total_count_ratio.sel(element=element).mean())
+                                  for name, c in checks.items()},
+            "per_element": {name: _summary(c) for name, c in checks.items()},
+            "error_vs_truth_percent": {
+                "lr": _rms_error_percent(measured.sel(element=element), truth_lr.sel(element=element)),
+                "hr": _rms_error_percent(enhanced.sel(element=element), truth_hr.sel(element=element)),
+                "refined": _rms_error_percent(refined.sel(element=element), truth_hr.sel(element=element)),
+            },
+            "edge_overshoot_percent": overshoot,
+            "edge_excess_percent": {"distance_nm": [float(v) for v in (bins + 0.5) * fine_nm],
+                                    **{name: [float(100 * v) for v in curve] for name, curve in excess.items()}},
+            "refine_ladder": ladder,
+        },
+    }
+
+
 RESOLUTION_CONVENTION = (
     "*_half_period_nm: half period 1/(2f) at the FSC crossing frequency f, the paper's convention; "
     "*_full_period_nm: full period 1/f; combined: sqrt(b^2 + s^2) with s the LR half period"
@@ -223,6 +427,24 @@ RESOLUTION_CONVENTION = (
 def _resolution(result: xr.Dataset, threshold: str | float, element: str = "Ni_K", *,
                 period: str = "half") -> float:
     return float(result[f"resolution_{period}_period_nm"].sel(element=element, threshold=threshold))
+
+
+def _project(truth: xr.DataArray, angles: np.ndarray) -> xr.DataArray:
+    """:func:`~xrfsr_dask.phantoms.project` slab by slab along the rotation axis (the same result, faster).
+
+    Slices normal to the rotation axis project independently; slabs of
+    :data:`PROJECT_SLAB` slices keep the projector's working set in cache.
+    """
+    starts = range(0, truth.sizes["z"], PROJECT_SLAB)
+    slabs = [project(truth.isel(z=slice(z, z + PROJECT_SLAB)), angles=angles, progress=False)
+             for z in tqdm(starts, desc=f"project {len(angles)} angles", unit="slab")]
+    series = xr.concat(slabs, dim="y", combine_attrs="override")
+    series.attrs["provenance"] = slabs[0].attrs["provenance"]
+    return series
+
+
+PROJECT_SLAB = 48
+"""Slices per call of the projector in :func:`_project`."""
 
 
 def _optic_run(optic: Optic, out: Path, settings: dict[str, Any], stages: _Stages, client: Any) -> OpticRun:
@@ -244,12 +466,16 @@ def _optic_run(optic: Optic, out: Path, settings: dict[str, Any], stages: _Stage
 
     step = 180.0 / n_angles
     angles = {"a": np.arange(n_angles) * step, "b": np.arange(n_angles) * step + step / 2}
+    compared = np.unique(np.linspace(0, n_angles, CHECK_PROJECTIONS, endpoint=False).astype(int))
+    seen: dict[str, xr.DataArray] = {}
     lr: dict[str, xr.DataArray] = {}
     for k, (name, theta) in enumerate(angles.items()):
         def record(name: str = name, theta: np.ndarray = theta, k: int = k) -> xr.DataArray:
             rng = np.random.default_rng([seed, k, int(optic.step_nm)])
-            series = project(truth, angles=theta, progress=True)
+            series = _project(truth, theta)
             series = _drifted(series, _drift_px(rng, theta, settings["drift_nm"] / voxel))
+            if name == "a":  # what the scan saw, for the consistency check's ground truth
+                seen[name] = series.isel(angle=compared).copy()
             scan = simulate_scan(series, step_nm=optic.step_nm, probe=optic.probe, scan_mode="fly",
                                  jitter_nm=0.05 * optic.step_nm, noise=True, seed=seed + 10 * k + 1)
             url = str(folder / f"lr_{name}.zarr")
@@ -274,6 +500,18 @@ def _optic_run(optic: Optic, out: Path, settings: dict[str, Any], stages: _Stage
         hr[name] = stages.run(f"{optic.name}: enhance dataset {name} with {settings['model']} on the cluster "
                               f"({client.dashboard_link})", enhance_one)
 
+    probe = GaussianProbe.from_fit(fit)
+
+    def check_a() -> dict[str, Any]:
+        # Small maps, many tiny tasks: quicker in this process than shipped to the cluster.
+        with dask.config.set(scheduler="synchronous"):
+            return _consistency_check(optic, lr["a"].isel(angle=compared).compute(),
+                                      hr["a"].isel(angle=compared).compute(), seen.pop("a"), probe)
+
+    check = stages.run(
+        f"{optic.name}: check {compared.size} enhanced projections of dataset a against the measured counts, "
+        f"refine them (N = {REFINE_ITERATIONS}) and check again", check_a)
+
     volumes: dict[str, xr.DataArray] = {}
     shifts: dict[str, float] = {}
     for name, measured in lr.items():
@@ -291,6 +529,11 @@ def _optic_run(optic: Optic, out: Path, settings: dict[str, Any], stages: _Stage
 
     def measure() -> dict[str, Any]:
         on = {grid: _on_grid(truth, volumes[f"{grid}_a"]) for grid in ("lr", "hr")}
+        # One physical scale for LR, HR and truth: what the slices and the PSDs show.
+        dense_truth = _per_volume(truth, optic, voxel)
+        densities = {grid: _per_volume(volumes[f"{grid}_a"], optic, float(volumes[f"{grid}_a"].attrs["voxel_nm"][-1]))
+                     for grid in ("lr", "hr")}
+        densities["truth"] = _on_grid(dense_truth, volumes["hr_a"])
         # The paper's HR figure is an FSC between two enhanced datasets, which the library warns about
         # (it measures reproducibility): run it as the paper did, and keep the warning for the report.
         with warnings.catch_warnings(record=True) as caught:
@@ -304,18 +547,21 @@ def _optic_run(optic: Optic, out: Path, settings: dict[str, Any], stages: _Stage
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         curves |= {f"{grid}_truth": fsc(volumes[f"{grid}_a"], on[grid], thresholds=[0.5], progress=False)
                    for grid in ("lr", "hr")}
-        spectra = {grid: psd(volumes[f"{grid}_a"], bins="log", progress=False) for grid in ("lr", "hr")}
+        spectra = {grid: psd(densities[grid], bins="log", progress=False) for grid in ("lr", "hr")}
+        spectra["truth"] = psd(dense_truth, bins="log", progress=False)
         ratios = {
             grid: {variant: float(psnr(volumes[f"{grid}_a"], volumes[f"{grid}_b"], variant=variant)
                                   .sel(element="Ni_K"))
                    for variant in ("standard", "paper")}
             for grid in ("lr", "hr")
         }
-        return {"truth": on, "fsc": curves, "psd": spectra, "psnr": ratios, "warnings": notes}
+        return {"truth": on, "fsc": curves, "psd": spectra, "psnr": ratios, "warnings": notes,
+                "densities": densities}
 
     measured = stages.run(f"{optic.name}: FSC (half-bit, one-bit, against truth), PSD, PSNR", measure)
     run = OpticRun(optic, image, fit, volumes, measured["truth"], measured["fsc"], measured["psd"],
-                   measured["psnr"], shifts, fsc_warnings=measured["warnings"])
+                   measured["psnr"], shifts, fsc_warnings=measured["warnings"], densities=measured["densities"],
+                   check=check)
     run.numbers = _numbers(run, fwhm)
     return run
 
@@ -351,7 +597,25 @@ def _numbers(run: OpticRun, fwhm: float) -> dict[str, Any]:
         "alignment_rms_shift_nm": run.alignment_shift_nm,
         "per_element": per_element,
         "lr_voxel_nm": optic.step_nm, "hr_voxel_nm": optic.step_nm / 2, "truth_voxel_nm": optic.truth_voxel_nm,
+        "units": {"maps": AREA_UNITS, "volumes": VOLUME_UNITS},
+        "mean_density": {grid: float(run.densities[grid].sel(element="Ni_K").mean()) for grid in ("lr", "hr", "truth")},
+        "psd_hr_over_lr_low_frequency": _psd_ratio(run.psd["hr"], run.psd["lr"], optic.step_nm),
+        "consistency": run.check["numbers"],
     }
+
+
+def _psd_ratio(hr: xr.Dataset, lr: xr.Dataset, step_nm: float) -> float:
+    """Median HR/LR PSD ratio (Ni) over shells below a quarter of the LR Nyquist frequency: 1 for equal content."""
+    cut = 0.25 / (2 * step_nm)
+    a, b = hr.psd.sel(element="Ni_K"), lr.psd.sel(element="Ni_K")
+    fa, fb = a.frequency.values, b.frequency.values
+    good = np.isfinite(a.values) & (a.values > 0) & (fa > 0)
+    keep = np.isfinite(b.values) & (b.values > 0) & (fb > fa[good].min()) & (fb < cut)
+    if not keep.any():
+        return math.nan
+    # The log-spaced shells of the two grids differ: HR interpolated (log-log) at the LR shells.
+    at = np.exp(np.interp(np.log(fb[keep]), np.log(fa[good]), np.log(a.values[good])))
+    return float(np.median(at / b.values[keep]))
 
 
 def _scan_modes(settings: dict[str, Any]) -> dict[str, xr.DataArray]:
@@ -377,8 +641,8 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def run_demo(out: str | Path, *, size: int = 64, angles: int | None = None, seed: int = 7,
-             overwrite: bool = False, report: bool = True) -> DemoRun:
+def run_demo(out: str | Path, *, size: int = 64, angles: int | None = None, rows: int | None = None,
+             seed: int = 7, overwrite: bool = False, report: bool = True) -> DemoRun:
     """Run the paper's experiment on generated data for both optics and write the report.
 
     Parameters
@@ -387,11 +651,22 @@ def run_demo(out: str | Path, *, size: int = 64, angles: int | None = None, seed
         Folder for the stores, ``results.json`` and ``report/``; it must be
         empty or absent unless ``overwrite``.
     size
-        Scan points across the field of view (at least 32). The volume has
-        ``size/4`` slices; the default finishes in under five minutes on two
-        CPU cores, and the time grows about as ``size^3``.
+        Scan points across the field of view: a multiple of 4, at least 32
+        and at least the model's receptive field (``2 r + 1`` LR pixels for
+        its ``receptive_radius`` ``r``: 29 for ``rdn-small-x2``), so that
+        no output pixel sees the zero padding past a projection's border
+        instead of data. The default, 64, is sized for two to three minutes
+        on two otherwise idle CPU cores (docs/demo.md has the measured
+        times); the time grows about as ``size^2`` times ``rows`` times
+        ``angles``.
     angles
-        Projections per dataset over 180 degrees; default ``2 * size``.
+        Projections per dataset over 180 degrees; default ``size``, which
+        with the interleaved second dataset makes ``2 * size`` angles in all.
+    rows
+        LR rows of each projection (slices of the volume, along the rotation
+        axis); default the larger of ``size / 4`` and the model's receptive
+        field rounded up to a multiple of 4. Fewer than the receptive field
+        are refused.
     seed
         Seeds the particles, drift and noise.
     overwrite
@@ -404,10 +679,22 @@ def run_demo(out: str | Path, *, size: int = 64, angles: int | None = None, seed
     DemoRun
         Every number and curve the report shows.
     """
+    from xrfsr_dask.model import load_model
+
     out = Path(out)
     if size < 32 or size % 4:
         raise ValueError(f"size must be a multiple of 4 and at least 32 scan points; got {size}.")
-    n_angles = 2 * size if angles is None else int(angles)
+    model = load_model(MODEL)
+    field_px = 2 * model.config.receptive_radius + 1
+    smallest = 4 * math.ceil(field_px / 4)
+    if size < field_px:
+        raise ValueError(
+            f"size must be at least the receptive field of {MODEL} ({field_px} LR pixels), or the network sees "
+            f"zero padding instead of data at every pixel; got {size}. Use --size {smallest} or more.")
+    n_rows = max(size // 4, smallest) if rows is None else int(rows)
+    if n_rows < field_px:
+        raise ValueError(f"rows must be at least the receptive field of {MODEL} ({field_px} LR pixels); got {n_rows}.")
+    n_angles = size if angles is None else int(angles)
     if n_angles < 8:
         raise ValueError(f"angles must be at least 8 projections per dataset; got {n_angles}.")
     if out.exists() and any(out.iterdir()):
@@ -415,10 +702,12 @@ def run_demo(out: str | Path, *, size: int = 64, angles: int | None = None, seed
             raise StoreExistsError(f"{out} exists and is not empty; pass --overwrite to replace the demo output.")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"size": size, "rows": size // 4, "angles": n_angles, "seed": seed, "drift_nm": 40.0,
+    settings = {"size": size, "rows": n_rows, "angles": n_angles, "seed": seed, "drift_nm": 40.0,
                 "counts": 2.5, "elements": list(ELEMENTS), "scan_mode": "fly", "model": MODEL,
-                "algorithm": "fbp", "library_version": __version__}
-    stages = _Stages(total=len(OPTICS) * 9 + 2 + int(report))
+                "model_card": {key: model.card.get(key) for key in ("name", "parameters", "weights_sha256")},
+                "receptive_field_px": field_px, "algorithm": "fbp", "refine_iterations": REFINE_ITERATIONS,
+                "check_projections": min(CHECK_PROJECTIONS, n_angles), "library_version": __version__}
+    stages = _Stages(total=len(OPTICS) * 10 + 2 + int(report))
 
     from xrfsr_dask.cluster import get_client
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -28,6 +28,7 @@ __all__ = [
     "plot_loss_curves",
     "plot_probe_fit",
     "plot_psd",
+    "plot_slice_comparison",
     "plot_slices",
 ]
 
@@ -164,8 +165,23 @@ def _inverse(x: Any) -> Any:
     return 1.0 / np.maximum(np.asarray(x, dtype=np.float64), 1e-12)
 
 
-def plot_psd(*spectra: xr.Dataset, labels: Sequence[str] | None = None, title: str | None = None) -> Figure:
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+_STYLES = ["-", "--", ":", "-."]
+
+
+def plot_psd(
+    *spectra: xr.Dataset,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+    layout: Literal["overlay", "items"] = "overlay",
+) -> Figure:
     """Power spectral densities on log–log axes, e.g. LR against HR.
+
+    Curves are comparable when the inputs share units and grid-independent
+    normalisation: :func:`~xrfsr_dask.metrics.psd` is a density per unit
+    area or volume, so the same content sampled on two grids gives the same
+    curve up to the coarser grid's Nyquist frequency, provided both inputs
+    are in the same physical units (e.g. counts per nm³, not per voxel).
 
     Parameters
     ----------
@@ -174,6 +190,13 @@ def plot_psd(*spectra: xr.Dataset, labels: Sequence[str] | None = None, title: s
         elements (one line per element).
     labels
         One label per dataset (e.g. ``["LR", "HR"]``); default ``"1", "2", ...``.
+    title
+        Figure title.
+    layout
+        ``"overlay"``: one axes, a colour and a marker per element, a line
+        style per dataset. ``"items"``: one axes per element (or other batch
+        item), sharing both axes, a colour and a line style per dataset —
+        for elements whose spectra coincide (e.g. equal concentrations).
 
     Returns
     -------
@@ -185,20 +208,45 @@ def plot_psd(*spectra: xr.Dataset, labels: Sequence[str] | None = None, title: s
     labels = list(labels) if labels is not None else [str(i + 1) for i in range(len(spectra))]
     if len(labels) != len(spectra):
         raise ValueError(f"got {len(spectra)} spectra but {len(labels)} labels.")
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.add_subplot()
-    styles = ["-", "--", ":", "-."]
+    if layout not in ("overlay", "items"):
+        raise ValueError(f"layout must be 'overlay' or 'items'; got {layout!r}.")
+    items = [item for item, _ in _batch_items(spectra[0].psd)]
+    unit = f"PSD ({spectra[0].psd.attrs.get('units', '')})".replace("^2", "²").replace("^3", "³")
+    if layout == "overlay":
+        fig = Figure(figsize=(7, 4.5), layout="constrained")
+        axes = dict.fromkeys(items, fig.add_subplot())
+    else:
+        cols = min(2, len(items))
+        rows = math.ceil(len(items) / cols)
+        fig = Figure(figsize=(3.6 * cols + 0.6, 2.9 * rows + 0.8), layout="constrained")
+        grid = np.atleast_1d(fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)).ravel()
+        for extra in grid[len(items):]:
+            extra.set_visible(False)
+        axes = dict(zip(items, grid, strict=False))
     for n, (spectrum, name) in enumerate(zip(spectra, labels, strict=True)):
         freq = spectrum.frequency.values
-        for colour, (item, where) in enumerate(_batch_items(spectrum.psd)):
+        for k, (item, where) in enumerate(_batch_items(spectrum.psd)):
             curve = spectrum.psd.isel(where)
             keep = (freq > 0) & np.isfinite(curve.values) & (curve.values > 0)
-            ax.loglog(freq[keep], curve.values[keep], linestyle=styles[n % len(styles)],
-                      color=f"C{colour}", label=f"{name} {item}".strip())
-    ax.set_xlabel("spatial frequency (1/nm)")
-    ax.set_ylabel(f"PSD ({spectra[0].psd.attrs.get('units', '')})")
-    ax.legend(fontsize=8)
-    ax.set_title(title or "Power spectral density")
+            ax = axes.get(item, axes[items[0]])
+            if layout == "overlay":
+                style = {"color": f"C{k}", "marker": _MARKERS[k % len(_MARKERS)], "markersize": 4,
+                         "markevery": (n, max(1, int(keep.sum()) // 8)), "label": f"{name} {item}".strip()}
+            else:
+                style = {"color": f"C{n}", "label": name}
+            ax.loglog(freq[keep], curve.values[keep], linestyle=_STYLES[n % len(_STYLES)], **style)
+    for item, ax in axes.items():
+        ax.set_xlabel("spatial frequency (1/nm)")
+        ax.set_ylabel(unit)
+        if layout == "items":
+            ax.set_title(item, fontsize=10)
+            ax.label_outer()
+    first = axes[items[0]]
+    first.legend(fontsize=8, ncols=1 if layout == "items" else 2)
+    if layout == "overlay":
+        first.set_title(title or "Power spectral density")
+    else:
+        fig.suptitle(title or "Power spectral density")
     return fig
 
 
@@ -306,6 +354,94 @@ def plot_slices(
         ax.set_ylabel(f"{rows} (nm)")
         fig.colorbar(shown, ax=ax, label=units, shrink=0.85)
         _scale_bar(ax, abs(extent[1] - extent[0]))
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_slice_comparison(
+    volumes: Mapping[str, xr.DataArray],
+    *,
+    elements: Sequence[str] | None = None,
+    axis: Literal["z", "y", "x"] = "z",
+    position_nm: float | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Slices of several volumes at one position, one row per volume, one colour scale per element.
+
+    For comparing like with like — LR, HR and ground truth of the same
+    sample: each volume is sliced at the voxel nearest ``position_nm``
+    (its own grid), and every element's panels share one colour scale and
+    one colour bar, so equal colours mean equal values. Give the volumes in
+    the same physical units (e.g. counts per nm³, not per voxel).
+
+    Parameters
+    ----------
+    volumes
+        ``label -> (element, z, y, x)`` volume, coordinates in nm, one unit
+        (``attrs["units"]``) for all; the labels name the rows.
+    elements
+        Which elements to show, in order; default all of the first volume's.
+    axis
+        The axis the slices are normal to.
+    position_nm
+        Where to slice along ``axis``; default the centre of the first
+        volume's central voxel.
+    title
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        A grid of images (rows: volumes, columns: elements) with scale bars,
+        each column with a colour bar labelled with the unit.
+
+    Raises
+    ------
+    ValueError
+        No volumes, volumes in different units, or an element one of them lacks.
+    """
+    if not volumes:
+        raise ValueError("plot_slice_comparison needs at least one volume.")
+    labels = list(volumes)
+    first = volumes[labels[0]]
+    units = {str(v.attrs.get("units", "counts")) for v in volumes.values()}
+    if len(units) > 1:
+        raise ValueError(f"the volumes are in different units {sorted(units)}; convert them to one scale first.")
+    chosen = list(first.element.values) if elements is None else list(elements)
+    for label, volume in volumes.items():
+        missing = [e for e in chosen if e not in list(volume.element.values)]
+        if missing:
+            raise ValueError(f"elements {missing} are not in volume {label!r}; it has {list(volume.element.values)}.")
+        if axis not in volume.dims:
+            raise ValueError(f"axis must be one of the volume's spatial dims; {label!r} has {volume.dims}.")
+    if position_nm is None:
+        position_nm = float(first[axis].values[first.sizes[axis] // 2])
+    rows_dim, cols_dim = (d for d in ("z", "y", "x") if d != axis)
+    slices = {label: v.sel({axis: position_nm}, method="nearest").sel(element=chosen).transpose(
+        "element", rows_dim, cols_dim) for label, v in volumes.items()}
+    fig = Figure(figsize=(3.5 * len(chosen) + 0.8, 3.0 * len(labels) + 1.0), layout="constrained")
+    axes = fig.subplots(len(labels), len(chosen), squeeze=False)
+    unit = units.pop()
+    for j, element in enumerate(chosen):
+        values = np.concatenate([np.asarray(s.sel(element=element).values).ravel() for s in slices.values()])
+        values = values[np.isfinite(values)]
+        low, high = (float(np.percentile(values, 0.5)), float(np.percentile(values, 99.5))) if values.size else (0, 1)
+        shown = None
+        for i, label in enumerate(labels):
+            panel = slices[label].sel(element=element)
+            r, c = panel[rows_dim].values, panel[cols_dim].values
+            dr = r[1] - r[0] if r.size > 1 else 1.0
+            dc = c[1] - c[0] if c.size > 1 else 1.0
+            extent = (c[0] - dc / 2, c[-1] + dc / 2, r[-1] + dr / 2, r[0] - dr / 2)
+            ax = axes[i, j]
+            shown = ax.imshow(np.asarray(panel.values), extent=extent, cmap="viridis", vmin=low, vmax=high)
+            at = float(panel[axis].values)
+            ax.set_title(f"{label}: {element}, {axis} = {at:.0f} nm", fontsize=9)
+            ax.set_xlabel(f"{cols_dim} (nm)")
+            ax.set_ylabel(f"{rows_dim} (nm)")
+            _scale_bar(ax, abs(extent[1] - extent[0]))
+        fig.colorbar(shown, ax=axes[:, j], location="bottom", shrink=0.8, label=f"{element} ({unit})")
     if title:
         fig.suptitle(title)
     return fig
