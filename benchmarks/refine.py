@@ -1,7 +1,8 @@
 """Poisson-likelihood refinement of enhanced maps: quality, consistency and cost against the iterations.
 
 Test scenes are NMC phantoms (5 nm pixels, 512 x 512) from seeds of the test
-split, scanned as in ``benchmarks/quality.py``'s FZP-like setting: probe 60
+split (or, with ``--family``, maps of a structure family of
+:mod:`xrfsr_dask.families` at ``counts=2000``, e.g. the held-out ``circuit``), scanned as in ``benchmarks/quality.py``'s FZP-like setting: probe 60
 nm FWHM, step 50 nm, fly scan along x, Poisson noise, at two flux scales
 (0.5: about 1000 Ni counts per scan pixel in dense grains; 0.05: about 100).
 Each scan is enhanced by the bundled default model (``enhance(lr)``, whatever
@@ -21,7 +22,7 @@ maps, ``ratio = peer_s / ours_s``. A second part measures seams: chunked
 (32 LR pixels) against whole-map refinement, max |difference| / data range,
 against the halo.
 
-    python benchmarks/refine.py [--phantoms 3] > benchmarks/results/refine-cpu.jsonl
+    python benchmarks/refine.py [--phantoms 3] [--family circuit --no-seams] > benchmarks/results/refine-cpu.jsonl
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import warnings
 import numpy as np
 import torch
 
-from xrfsr_dask import nmc_particle, simulate_scan, xrf_maps
+from xrfsr_dask import nmc_particle, simulate_scan, structure_maps, xrf_maps
 from xrfsr_dask.consistency import ScanOperator, consistency, refine
 from xrfsr_dask.enhance import enhance
 from xrfsr_dask.metrics import psnr
@@ -48,8 +49,11 @@ ITERATIONS = (0, 5, 20, 50)
 WEIGHTS = (0.1, 1.0)
 
 
-def _scene(seed: int, count_scale: float):
-    hr = nmc_particle((512, 512), pixel_nm=HR_PIXEL_NM, seed=seed)
+def _scene(seed: int, count_scale: float, family: str = "nmc"):
+    if family == "nmc":
+        hr = nmc_particle((512, 512), pixel_nm=HR_PIXEL_NM, seed=seed)
+    else:
+        hr = structure_maps(family, (512, 512), pixel_nm=HR_PIXEL_NM, seed=seed, counts=2000.0)
     lr = simulate_scan(hr, step_nm=STEP_NM, probe=PROBE_NM, scan_mode="fly", noise=True, scale=count_scale, seed=seed)
     factor = round(STEP_NM / SCALE / HR_PIXEL_NM)
     ny, nx = (n * SCALE for n in lr.shape[-2:])
@@ -74,7 +78,7 @@ def _scores(estimate, truth, lr) -> dict:
     return scores
 
 
-def quality(phantoms: int, model_name: str | None) -> list[dict]:
+def quality(phantoms: int, model_name: str | None, family: str = "nmc") -> list[dict]:
     lines = []
     for count_scale in COUNT_SCALES:
         rows: dict[tuple, list[dict]] = {}
@@ -82,7 +86,7 @@ def quality(phantoms: int, model_name: str | None) -> list[dict]:
         network_s = 0.0
         model = None
         for k in range(phantoms):
-            lr, truth = _scene(SPLIT_OFFSETS["test"] + 1000 + k, count_scale)
+            lr, truth = _scene(SPLIT_OFFSETS["test"] + 1000 + k, count_scale, family)
             start = time.perf_counter()
             net = enhance(lr, model_name).compute()
             network_s += time.perf_counter() - start
@@ -103,7 +107,7 @@ def quality(phantoms: int, model_name: str | None) -> list[dict]:
                         rows.setdefault(key, []).append(_scores(refined, truth, lr))
         for (start_name, n, weight), scores in rows.items():
             line = {
-                "bench": "refine", "start": start_name, "model": model if start_name == "RDN" else None,
+                "bench": "refine", "family": family, "start": start_name, "model": model if start_name == "RDN" else None,
                 "count_scale": count_scale, "iterations": n, "weight": weight,
                 "size": f"{phantoms} x 4 maps of {lr.shape[-2]} x {lr.shape[-1]} LR px",
                 **{k: None if scores[0][k] is None else round(float(np.mean([s[k] for s in scores])), 4)
@@ -144,9 +148,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phantoms", type=int, default=3)
     parser.add_argument("--model", default=None, help="Model name or path (default: the bundled default).")
+    parser.add_argument("--family", default="nmc",
+                        help="nmc (the default) or a family of xrfsr_dask.families (at counts=2000), e.g. circuit")
+    parser.add_argument("--no-seams", action="store_true", help="skip the seams part")
     args = parser.parse_args()
     warnings.simplefilter("ignore", category=RuntimeWarning)
-    for line in [*quality(args.phantoms, args.model), *seams()]:
+    for line in [*quality(args.phantoms, args.model, args.family), *([] if args.no_seams else seams())]:
         print(json.dumps(line), flush=True)
 
 

@@ -1,7 +1,7 @@
 """The ``xrfsr`` command line.
 
 Commands: ``info``, ``verify``, ``unlock``, ``ingest``, ``phantom``, ``simulate``, ``probe``, ``fsc``, ``train``,
-``enhance``, ``check``, ``reconstruct``, ``demo``.
+``adapt``, ``enhance``, ``check``, ``reconstruct``, ``demo``.
 
 Errors of the library (:class:`~xrfsr_dask.errors.XrfsrError`) and invalid
 values it refuses (:class:`ValueError`, whose messages name the argument and
@@ -674,8 +674,10 @@ def reconstruct(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the stores, results.json and report/.")] = Path("demo-output"),
-    size: Annotated[int, typer.Option(help="Scan points across the field (multiple of 4, >= 32); time grows as size^3.")] = 64,
-    angles: Annotated[int | None, typer.Option(help="Projections per dataset (default 2 x size).")] = None,
+    size: Annotated[int, typer.Option(
+        help="Scan points across the field: a multiple of 4, at least 32 and at least the model's receptive field "
+             "(2 r + 1 LR pixels); time grows about as size^2 x angles.")] = 64,
+    angles: Annotated[int | None, typer.Option(help="Projections per dataset (default: size).")] = None,
     seed: Annotated[int, typer.Option(help="Seeds the particles, drift and noise.")] = 7,
     overwrite: Annotated[bool, typer.Option(help="Replace earlier demo output in OUT.")] = False,
 ) -> None:
