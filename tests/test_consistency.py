@@ -278,6 +278,29 @@ def test_enhance_to_zarr_writes_the_check(scan, tiny_path, tmp_path):
     assert check.deviance.shape == (2, 40, 40) and np.isfinite(check.mean_deviance.values).all()
 
 
+def test_a_nan_pixel_of_the_enhanced_map_leaves_out_only_its_footprint(scan):
+    hr, lr = scan
+    holed = hr.copy(data=hr.values.copy())
+    holed.values[:, 100, 100] = np.nan
+    whole = consistency(holed, lr).compute()
+    chunked = consistency(holed.chunk(y=64, x=64), lr.chunk(y=32, x=32)).compute()
+    full = consistency(hr, lr).compute()
+    for check in (whole, chunked):
+        lost = int(full.pixels.values[0] - check.pixels.values[0])
+        assert 1 <= lost <= 64  # the scan pixels whose probe footprint (4 sigma, plus the fly motion) covers it
+        assert np.isnan(check.deviance.values[0, 50, 50]) and np.isfinite(check.deviance.values[0, 10, 10])
+        np.testing.assert_allclose(check.mean_deviance, full.mean_deviance, rtol=0.02)
+    assert bool(whole.consistent.all())
+
+
+def test_an_element_without_counts_is_consistent_with_a_prediction_of_none(scan):
+    hr, lr = scan
+    empty = consistency(hr * 0.0, lr * 0.0).compute()
+    assert bool(empty.consistent.all()) and np.isnan(empty.count_ratio.values).all()
+    flagged = consistency(hr * 0.0 + 1.0, lr * 0.0).compute()  # predicts a count per pixel where none were seen
+    assert not bool(flagged.consistent.any())
+
+
 # --------------------------------------------------------------------------- refinement
 
 
@@ -320,7 +343,8 @@ def test_refinement_restores_the_measured_counts(scan, weight):
     hr, lr = scan
     refined = refine(hr.copy(data=hr.values * 1.05), lr, iterations=20, weight=weight)
     check = consistency(refined, lr).compute()
-    # A flux error of the input shrinks to 1/(1 + weight) of itself: the measurement weighs 1, the input `weight`.
+    # A flux error of the input shrinks to weight/(1 + weight) of itself: the measurement weighs 1, the input
+    # `weight`.
     np.testing.assert_allclose(check.count_ratio, (1 + 1.05 * weight) / (1 + weight), atol=0.002)
     np.testing.assert_allclose(check.total_count_ratio, check.count_ratio, atol=0.002)
     if weight <= 0.1:
@@ -356,6 +380,14 @@ def test_refine_options_are_checked(scan):
         refine(hr, lr, weight=-1.0)
     with pytest.raises(ValueError, match="halo must be an integer >= 4"):
         refine(hr, lr, halo=1)
+
+
+def test_enhance_names_bad_refine_options(scan, tiny_path):
+    _, lr = scan
+    with pytest.raises(ValueError, match=r"refine must be a whole number of iterations >= 0.*2.5"):
+        enhance(lr, tiny_path, refine=2.5)
+    with pytest.raises(ValueError, match=r"refine_weight must be a number >= 0.*-1"):
+        enhance(lr, tiny_path, refine=3, refine_weight=-1.0)
 
 
 def test_enhance_refines_after_the_network(scan, tiny_path):

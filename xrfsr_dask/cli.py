@@ -634,7 +634,7 @@ def check(
         bad = [str(r["element"]) + (f" angle {r['angle']:g}" if "angle" in r else "")
                for r in rows if not r["consistent"]]
         rule = (f"mean deviance at most {max_excess:g} per scan pixel above the noise's and counts within "
-                f"{100 * count_tolerance:g} %")
+                f"{100 * count_tolerance:g} %, each widened by 3 standard deviations of Poisson noise")
         typer.echo(f"verdict: consistent ({rule} for every map)" if ok else
                    f"verdict: NOT consistent: {', '.join(bad)} ({len(bad)} of {len(rows)} maps fail: {rule})")
         if out:

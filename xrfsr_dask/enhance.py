@@ -223,6 +223,11 @@ def enhance(
         raise SchemaError(f"enhance takes maps or a projection series; got a {kind}. Enhance projections "
                           "before reconstructing.")
     check_options(tile=tile, halo=halo, batch_size=batch_size, nan=nan, precision=precision)
+    if not (isinstance(refine, int | np.integer) and not isinstance(refine, bool) and refine >= 0):
+        raise ValueError(f"refine must be a whole number of iterations >= 0 (0: none); got {refine!r}.")
+    if not (isinstance(refine_weight, int | float | np.floating) and refine_weight >= 0):
+        raise ValueError(f"refine_weight must be a number >= 0 (math.inf keeps the network's output); "
+                         f"got {refine_weight!r}.")
     if refine:
         from xrfsr_dask.consistency import refine as refine_output
 

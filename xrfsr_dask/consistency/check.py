@@ -12,6 +12,7 @@ import xarray as xr
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
+from xrfsr_dask._backend import array_module
 from xrfsr_dask.consistency._align import meta_like, overlapped, pair_up, probe_record, resolve_halo, trim
 from xrfsr_dask.consistency.operator import ProbeLike, ScanOperator
 from xrfsr_dask.consistency.poisson import expected_deviance, poisson_deviance
@@ -37,7 +38,14 @@ MARKER = "xrfsr_dask"
 
 def _forward_block(fine: Any, *, operator: ScanOperator, depth: tuple[int, int], nblocks: tuple[int, int],
                    block_id: tuple[int, ...]) -> Any:
-    return trim(operator.forward(fine), depth, block_id, nblocks)
+    """``A x`` of one block; scan pixels whose probe footprint touches a NaN of ``x`` are NaN, no others."""
+    xp = array_module(fine)
+    missing = xp.isnan(fine)
+    expected = operator.forward(xp.where(missing, 0.0, fine))
+    if bool(missing.any()):
+        touched = operator.forward(missing.astype(xp.float64)) > 1e-9
+        expected = xp.where(touched, xp.nan, expected)
+    return trim(expected, depth, block_id, nblocks)
 
 
 def consistency(
@@ -175,14 +183,20 @@ def consistency(
     mean_dev = dsa.nanmean(deviance, axis=spatial)
     mean_edev = dsa.nanmean(e_dev, axis=spatial)
     measured_total = dsa.where(valid, y64, 0).sum(axis=spatial)
-    count_ratio = dsa.where(valid, expected, 0).sum(axis=spatial) / measured_total
-    total_ratio = dsa.nanmean(fine.astype(np.float64), axis=spatial) / dsa.nanmean(y64, axis=spatial)
+    predicted_total = dsa.where(valid, expected, 0).sum(axis=spatial)
+    some = measured_total > 0  # a map without counts has no ratio (NaN)
+    count_ratio = dsa.where(some, predicted_total / dsa.where(some, measured_total, 1.0), np.nan)
+    measured_mean = dsa.nanmean(y64, axis=spatial)
+    total_ratio = dsa.where(some, dsa.nanmean(fine.astype(np.float64), axis=spatial)
+                            / dsa.where(some, measured_mean, 1.0), np.nan)
     excess = mean_dev - mean_edev
     pixels = valid.sum(axis=spatial)
     # Each tolerance is widened by three standard deviations of its statistic under Poisson noise alone:
-    # the mean of N deviances (variance <= 2 each) and the measured total (variance = the total).
+    # the mean of N deviances (variance <= 2 each) and the measured total (variance = the total, at least 1,
+    # so a map without counts passes when the prediction is within a few counts of none).
     verdict = (excess <= excess_tolerance + SIGMAS * dsa.sqrt(2.0 / pixels)) & (
-        abs(count_ratio - 1) <= count_tolerance + SIGMAS / dsa.sqrt(measured_total))
+        abs(predicted_total - measured_total)
+        <= count_tolerance * measured_total + SIGMAS * dsa.sqrt(dsa.maximum(measured_total, 1.0)))
     units = pair.lr.attrs.get("units", "counts")
     maps = dims[:-2]
     coords = {k: v for k, v in pair.lr.coords.items()}

@@ -140,7 +140,10 @@ class DataSettings:
         intensity not normalised away).
     dead
         Fraction of scans with dead pixels (up to 0.2 % of them, zero
-        counts) and, in half of those, one lost line (zeros).
+        counts) and, in half of those, one lost line (zeros). A network
+        with the count-conserving layer keeps their deficit of counts
+        (it cannot tell a dead pixel from an empty one); marked NaN and
+        enhanced with ``nan="mask"`` they are filled from their neighbours.
     """
 
     scale: int = 2

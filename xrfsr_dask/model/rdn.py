@@ -27,11 +27,15 @@ is multiplied, per LR pixel block, by ``w = K (x / K b)``, where ``b`` is
 the output averaged over each ``scale x scale`` block (the output binned
 back to the input grid), ``x`` the input, and ``K`` a smoothing of
 :data:`CONSERVE_PASSES` binomial passes per axis (σ ≈ 1.4 LR pixels) whose
-matrix is symmetric and doubly stochastic. Then ``Σ b·w = Σ x`` exactly:
-the output binned back to the input grid keeps the input's total counts,
-and, since ``K`` is local, the counts of every neighbourhood of a few LR
-pixels too (one Richardson–Lucy step of the binned output towards the
-input). The layer widens the receptive radius by ``2·CONSERVE_PASSES``.
+matrix is symmetric and doubly stochastic. Then ``Σ b·w = Σ x⁺`` up to the
+ε of the division: the output binned back to the input grid keeps the
+total counts of the input's positive part. Since ``K`` is local, counts
+are also kept over regions well larger than σ, but not pixel by pixel
+(one Richardson–Lucy step of the binned output towards the input). The
+layer widens the receptive radius by ``2·CONSERVE_PASSES``. It keeps
+what was measured: a dead pixel or a lost line recorded as zero counts
+stays a deficit of counts in its neighbourhood — mark them NaN and
+enhance with ``nan="mask"``.
 """
 
 from __future__ import annotations
@@ -138,8 +142,10 @@ def conserve_counts(out: torch.Tensor, x: torch.Tensor, scale: int) -> torch.Ten
     (K b + ε))`` with ``b`` the block means of ``out`` and ``K`` the
     symmetric, doubly stochastic smoothing of :data:`CONSERVE_PASSES`
     binomial passes, so that ``Σ b·w = Σ x⁺`` (up to ε): binned back to the
-    input grid, the result keeps the input's total counts. Negative input
-    (background-subtracted data) counts as zero.
+    input grid, the result keeps the total counts of the input's positive
+    part, and counts over regions well larger than ``K``'s σ ≈ 1.4 pixels
+    (not pixel by pixel). Negative input (background-subtracted data)
+    counts as zero.
     """
     out = functional.relu(out)
     binned = functional.avg_pool2d(out, scale) if scale > 1 else out
