@@ -61,9 +61,9 @@ def test_building_the_graph_computes_nothing(lr_series, tiny_path, no_dask_compu
 
 def test_small_chunks_are_merged_with_a_warning(lr_series, tiny_path):
     with pytest.warns(XrfsrWarning, match=r"chunks along y .* smaller than halo=12"):
-        lazy = enhance(lr_series.chunk(y=55, x=50), tiny_path)
+        lazy = enhance(lr_series.chunk(y=55, x=50), tiny_path, halo=12)
     assert lazy.chunks[2] == (110, 106, 24)  # LR (55, 53, 12): the 10-pixel chunk took 2 from its neighbour
-    reference = enhance(lr_series.chunk(y=60, x=50), tiny_path)
+    reference = enhance(lr_series.chunk(y=60, x=50), tiny_path, halo=12)
     assert np.abs(lazy.values - reference.values).max() < 1e-3 * float(reference.max())
 
 

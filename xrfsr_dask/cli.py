@@ -535,7 +535,7 @@ def enhance(
     model: Annotated[str | None, typer.Option(
         help="Bundled model name or .safetensors path/URL; default: the bundled model for the data's kind "
              "(rdn-small-x2 for maps and for series).")] = None,
-    halo: Annotated[int, typer.Option(help="LR pixels of overlap around each chunk and tile.")] = 12,
+    halo: Annotated[int, typer.Option(help="LR pixels of overlap around each chunk and tile.")] = 16,
     tile: Annotated[int, typer.Option(help="Largest tile core in LR pixels inside a chunk.")] = 512,
     batch_size: Annotated[int, typer.Option(help="Tiles per network call.")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",

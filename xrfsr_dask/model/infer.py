@@ -88,7 +88,7 @@ def predict(
     *,
     scale: Any = None,
     tile: int = 512,
-    halo: int = 12,
+    halo: int = 16,
     batch_size: int = 8,
     device: str | torch.device = "auto",
     precision: Literal["auto", "fp32", "bf16"] = "auto",
