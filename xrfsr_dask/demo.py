@@ -459,7 +459,10 @@ def _optic_run(optic: Optic, out: Path, settings: dict[str, Any], stages: _Stage
     def make_truth() -> xr.DataArray:
         volume = nmc_volume(shape, voxel_nm=voxel, seed=seed, radius_nm=0.4 * shape[-1] * voxel,
                             grain_nm=6 * optic.step_nm, counts=settings["counts"])
-        save(volume, str(folder / "truth.zarr"), chunks={"z": -1, "y": -1, "x": -1}, progress=False)
+        # In-memory arrays are written from this process: shipped to the cluster they would travel
+        # inside the task graph (hundreds of MiB).
+        with dask.config.set(scheduler="threads"):
+            save(volume, str(folder / "truth.zarr"), chunks={"z": -1, "y": -1, "x": -1}, progress=False)
         return volume
 
     truth = stages.run(f"{optic.name}: ground-truth particle {shape} voxels of {voxel:g} nm", make_truth)
@@ -521,8 +524,9 @@ def _optic_run(optic: Optic, out: Path, settings: dict[str, Any], stages: _Stage
             pairs = (("lr", found.series), ("hr", found.apply(hr[name])))
             for grid, series in pairs:
                 volume = reconstruct(series, algorithm="fbp").compute()
-                save(volume, str(folder / f"{grid}_volume_{name}.zarr"), chunks={"z": -1, "y": -1, "x": -1},
-                     progress=False)
+                with dask.config.set(scheduler="threads"):
+                    save(volume, str(folder / f"{grid}_volume_{name}.zarr"), chunks={"z": -1, "y": -1, "x": -1},
+                         progress=False)
                 volumes[f"{grid}_{name}"] = volume
 
         stages.run(f"{optic.name}: align dataset {name}, reconstruct LR and HR volumes (FBP)", tomography)
