@@ -229,7 +229,7 @@ class TailedProbe:
 
     @property
     def fwhm_pair_nm(self) -> tuple[float, float]:
-        """``(major, minor)`` FWHM of the core in nm (what a Gaussian fit of the probe reports)."""
+        """``(major, minor)`` FWHM of the core in nm (a Gaussian fit of the whole probe reports wider)."""
         return self.core.fwhm_pair_nm
 
     @property

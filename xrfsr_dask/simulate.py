@@ -85,8 +85,10 @@ def probe_kernel(
     Returns
     -------
     numpy.ndarray
-        Odd-sized float64 kernel, centred, reaching four standard deviations
-        (plus half a step along the fast axis of a fly scan).
+        Odd-sized float64 kernel, centred, reaching the probe's
+        ``reach_nm(4)`` (four major standard deviations of a Gaussian; of the
+        widest component of a :class:`TailedProbe`), plus half a step along
+        the fast axis of a fly scan.
     """
     probe = _as_probe(probe)
     if scan_mode not in ("step", "fly"):

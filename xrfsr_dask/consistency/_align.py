@@ -50,9 +50,9 @@ def _as_probe(probe: Any, measured: xr.DataArray) -> Any:
         return probe
     if isinstance(probe, Sequence) and not isinstance(probe, str):
         return GaussianProbe(tuple(float(v) for v in probe))
-    if isinstance(probe, int | float):
+    if isinstance(probe, int | float | np.integer | np.floating) and not isinstance(probe, bool):
         return GaussianProbe(float(probe))
-    raise TypeError(f"probe must be a FWHM in nm, (major, minor) or a GaussianProbe; got {probe!r}.")
+    raise TypeError(f"probe must be a FWHM in nm, (major, minor), a GaussianProbe or a TailedProbe; got {probe!r}.")
 
 
 def _check_labels(enhanced: xr.DataArray, measured: xr.DataArray) -> xr.DataArray:

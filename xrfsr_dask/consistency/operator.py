@@ -11,13 +11,14 @@ from typing import Any, Literal
 import numpy as np
 
 from xrfsr_dask._backend import _is_cupy, array_module
-from xrfsr_dask.probe import GaussianProbe
+from xrfsr_dask.probe import GaussianProbe, TailedProbe
 from xrfsr_dask.simulate import probe_kernel
 
 __all__ = ["ProbeLike", "ScanOperator"]
 
-ProbeLike = float | Sequence[float] | GaussianProbe
-"""A probe: FWHM in nm, ``(major, minor)`` in nm, or a :class:`~xrfsr_dask.probe.GaussianProbe`."""
+ProbeLike = float | Sequence[float] | GaussianProbe | TailedProbe
+"""A probe: FWHM in nm, ``(major, minor)`` in nm, a :class:`~xrfsr_dask.probe.GaussianProbe` or a
+:class:`~xrfsr_dask.probe.TailedProbe`."""
 
 
 def _fftconvolve(a: Any, b: Any, mode: str) -> Any:

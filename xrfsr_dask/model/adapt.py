@@ -1,7 +1,7 @@
 """Self-supervised adaptation of a trained RDN to the user's own scans.
 
-A network trained on simulated NMC particles may meet structures it never
-saw. :func:`adapt` fine-tunes it on the measured maps alone, with pairs made
+A network trained on simulated structures (:mod:`xrfsr_dask.families`) may
+meet structures it never saw. :func:`adapt` fine-tunes it on the measured maps alone, with pairs made
 by the forward model one octave coarser (as in zero-shot super-resolution,
 Shocher et al. 2018): the measured map ``M`` (step ``s``) is the target, and
 its simulated scan at ``scale·s`` with the measured data's probe, scan mode
