@@ -311,3 +311,21 @@ def test_a_scan_with_a_tailed_probe_keeps_the_counts():
     hr_mean = hr.coarsen(y=10, x=10).mean().values[inner].mean()
     assert abs(float(lr.values[inner].mean()) / hr_mean - 1) < 0.02
     assert lr.attrs["provenance"][-1]["parameters"]["probe_tails"]["lobes"] == 0.1
+
+
+def test_as_probe_reads_what_the_caller_gave_or_the_data():
+    from xrfsr_dask import MissingMetadataError, xrf_maps
+    from xrfsr_dask.probe import as_probe
+
+    assert as_probe(np.float32(60.0)).fwhm_pair_nm == (60.0, 60.0)
+    assert as_probe([70, 45]).fwhm_pair_nm == (70.0, 45.0)
+    tailed = TailedProbe(GaussianProbe(50.0), tail=0.1)
+    assert as_probe(tailed) is tailed
+    maps = xrf_maps(np.ones((1, 8, 8)), elements=["Ni_K"], step_nm=50.0, probe_fwhm_nm=61.6)
+    assert as_probe(None, maps).fwhm_pair_nm == (61.6, 61.6)
+    with pytest.raises(MissingMetadataError, match=r"measured.attrs\['probe_fwhm_nm'\] is None.*Pass probe="):
+        as_probe(None, maps.assign_attrs(probe_fwhm_nm=None), name="measured")
+    with pytest.raises(TypeError, match="probe must be a FWHM in nm"):
+        as_probe("60 nm")
+    with pytest.raises(TypeError, match="probe must be a FWHM in nm"):
+        as_probe(True)

@@ -94,6 +94,16 @@ def _run(func: Any, *args: Any, **kwargs: Any) -> Any:
         raise typer.Exit(2) from None
 
 
+def _default_model(src: str, options: dict[str, Any]) -> tuple[str, str]:
+    """``(bundled model, kind)``: the default model for the kind of data (maps or series) the store holds."""
+    from xrfsr_dask.io.store import open_xrf
+    from xrfsr_dask.model import DEFAULT_MODELS
+    from xrfsr_dask.schema import kind_of
+
+    kind = kind_of(_run(open_xrf, src, storage_options=options))
+    return DEFAULT_MODELS.get(kind, DEFAULT_MODELS["maps"]), kind  # a volume is refused by the command itself
+
+
 def _write_on_cluster(cluster: str, func: Any, *args: Any, **kwargs: Any) -> None:
     """Run a store-to-store writer here (``none``), on a new ``local`` cluster or at an address; report it."""
     client = None
@@ -506,14 +516,11 @@ def adapt(
     storage_option: StorageOptions = None,
 ) -> None:
     """Fine-tune a model on your own LR maps: each map is the target of its own scan simulated at scale x the step."""
-    from xrfsr_dask.io.store import open_xrf
-    from xrfsr_dask.model import DEFAULT_MODELS
     from xrfsr_dask.model.adapt import adapt as run_adapt
-    from xrfsr_dask.schema import kind_of
 
     options = _pairs(storage_option, "--storage-option")
     if model is None:
-        model = DEFAULT_MODELS.get(kind_of(_run(open_xrf, src, storage_options=options)), DEFAULT_MODELS["maps"])
+        model, _ = _default_model(src, options)
     fwhm = None if probe_fwhm is None else _floats(probe_fwhm, "--probe-fwhm")
     net = _run(run_adapt, model, src, probe=None if fwhm is None else fwhm[0] if len(fwhm) == 1 else fwhm,
                epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size, learning_rate=learning_rate,
@@ -553,13 +560,13 @@ def enhance(
 ) -> None:
     """Enhance every map of a store with an RDN, chunk by chunk with halos, into a new store."""
     from xrfsr_dask.enhance import enhance_to_zarr
-    from xrfsr_dask.io.store import open_xrf
-    from xrfsr_dask.model import DEFAULT_MODELS
-    from xrfsr_dask.schema import kind_of
 
     options = _pairs(storage_option, "--storage-option")
-    kind = kind_of(_run(open_xrf, src, storage_options=options))
-    typer.echo(f"model: {model} (given)" if model else f"model: {DEFAULT_MODELS[kind]} (the default for {kind})")
+    if model:
+        typer.echo(f"model: {model} (given)")
+    else:
+        default, kind = _default_model(src, options)
+        typer.echo(f"model: {default} (the default for {kind})")
     _write_on_cluster(cluster, enhance_to_zarr, src, dst, model, halo=halo, tile=tile, batch_size=batch_size,
                       device=device, resume=resume, overwrite=overwrite, storage_options=options,
                       progress=progress, refine=refine, refine_weight=refine_weight, check=check)

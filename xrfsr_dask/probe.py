@@ -29,6 +29,7 @@ import xarray as xr
 from xrfsr_dask import _gaussfit
 from xrfsr_dask._backend import array_module
 from xrfsr_dask._grid import grid_nm, per_axis
+from xrfsr_dask.errors import MissingMetadataError
 from xrfsr_dask.schema import add_provenance
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "STATUS",
     "GaussianProbe",
     "TailedProbe",
+    "as_probe",
     "combined_resolution_nm",
     "fit_line",
     "fit_probe",
@@ -620,4 +622,55 @@ def fit_line(
     return add_provenance(
         ds, "xrfsr_dask.probe.fit_line",
         {"kind": kind, "pixel_nm": grid[1], "max_iter": max_iter, "xtol": xtol, "ftol": ftol, "errors": errors},
+    )
+
+
+def as_probe(
+    probe: Any, data: xr.DataArray | None = None, *, name: str = "data", purpose: str = "the forward model"
+) -> GaussianProbe | TailedProbe:
+    """The probe a forward model needs, from what the caller gave or from the data's metadata.
+
+    Parameters
+    ----------
+    probe
+        A :class:`GaussianProbe` or :class:`TailedProbe` (returned as is), a
+        FWHM in nm, or ``(major, minor)`` FWHM in nm; ``None`` reads the
+        ``probe_fwhm_nm`` attribute of ``data``.
+    data, name, purpose
+        The data whose attribute stands in for ``probe=None``, and how the
+        error names them and what needs the probe.
+
+    Raises
+    ------
+    MissingMetadataError
+        ``probe`` is None and ``data`` carries no ``probe_fwhm_nm``.
+    TypeError
+        ``probe`` is none of the above.
+
+    Examples
+    --------
+    >>> as_probe((70.0, 45.0)).fwhm_pair_nm
+    (70.0, 45.0)
+    """
+    if probe is None:
+        fwhm = None if data is None else data.attrs.get("probe_fwhm_nm")
+        if fwhm is None:
+            raise MissingMetadataError(
+                f"{name}.attrs['probe_fwhm_nm'] is None: {purpose} needs the probe size. Pass "
+                "probe=<FWHM in nm> (one number, (major, minor), or a GaussianProbe, e.g. "
+                "GaussianProbe.from_fit(fit_probe(...))), or --probe-fwhm on the command line, or set the "
+                f"attribute on the {name}."
+            )
+        return GaussianProbe(float(fwhm))
+    if isinstance(probe, (GaussianProbe, TailedProbe)):
+        return probe
+    if not isinstance(probe, (bool, str)):
+        try:
+            fwhm = np.asarray(probe, dtype=np.float64)
+        except (TypeError, ValueError):
+            fwhm = None
+        if fwhm is not None and fwhm.shape in ((), (1,), (2,)):
+            return GaussianProbe(float(fwhm) if fwhm.size == 1 else (float(fwhm[0]), float(fwhm[1])))
+    raise TypeError(
+        f"probe must be a FWHM in nm, (major, minor) in nm, a GaussianProbe or a TailedProbe; got {probe!r}."
     )

@@ -35,7 +35,7 @@ from dask.array.overlap import ensure_minimum_chunksize
 from scipy import ndimage, signal
 from scipy.special import erf
 
-from xrfsr_dask.probe import GaussianProbe, TailedProbe
+from xrfsr_dask.probe import GaussianProbe, TailedProbe, as_probe
 from xrfsr_dask.schema import add_provenance, kind_of, validate, xrf_maps
 
 __all__ = ["NOISE_TILE", "probe_kernel", "simulate_scan", "spectrum_cube"]
@@ -50,12 +50,6 @@ KERNEL_SIGMAS = 4.0
 FANO = 0.114
 PAIR_EV = 3.85
 MN_KA_KEV = 5.899
-
-
-def _as_probe(probe: float | Sequence[float] | GaussianProbe | TailedProbe) -> GaussianProbe | TailedProbe:
-    if isinstance(probe, (GaussianProbe, TailedProbe)):
-        return probe
-    return GaussianProbe(tuple(probe) if isinstance(probe, Sequence) else float(probe))
 
 
 def probe_kernel(
@@ -90,7 +84,7 @@ def probe_kernel(
         widest component of a :class:`TailedProbe`), plus half a step along
         the fast axis of a fly scan.
     """
-    probe = _as_probe(probe)
+    probe = as_probe(probe)
     if scan_mode not in ("step", "fly"):
         raise ValueError(f"scan_mode must be 'step' or 'fly'; got {scan_mode!r}.")
     if fast_axis not in ("x", "y"):
@@ -311,7 +305,7 @@ def simulate_scan(
     jitter = tuple(float(v) for v in np.broadcast_to(np.asarray(jitter_nm, dtype=np.float64), (2,)))
     if min(jitter) < 0 or not (math.isfinite(scale) and scale >= 0):
         raise ValueError(f"jitter_nm and scale must be >= 0; got jitter_nm={jitter_nm!r}, scale={scale!r}.")
-    probe = _as_probe(probe)
+    probe = as_probe(probe)
     kernel = probe_kernel(probe, pixel_nm=pixel, scan_mode=scan_mode, fast_axis=fast_axis, step_nm=step)
     jitter_px = (jitter[0] / pixel[0], jitter[1] / pixel[1])
     depth = tuple(k // 2 + math.ceil(4 * j) + 2 for k, j in zip(kernel.shape, jitter_px, strict=True))

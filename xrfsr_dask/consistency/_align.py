@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +14,9 @@ from dask.array.overlap import ensure_minimum_chunksize
 from xrfsr_dask._backend import _is_cupy, array_module
 from xrfsr_dask._grid import coord_grid
 from xrfsr_dask.consistency.operator import ScanOperator
-from xrfsr_dask.errors import GridMismatchError, LabelMismatchError, MissingMetadataError, SchemaError, XrfsrWarning
+from xrfsr_dask.errors import GridMismatchError, LabelMismatchError, SchemaError, XrfsrWarning
 from xrfsr_dask.io.store import DEFAULT_CHUNKS
-from xrfsr_dask.probe import GaussianProbe
+from xrfsr_dask.probe import as_probe
 from xrfsr_dask.schema import kind_of, validate
 
 GRID_ATOL_PX = 0.01
@@ -33,26 +32,6 @@ class Pair:
     operator: ScanOperator
     probe: Any
     crop: dict[str, list[int]]
-
-
-def _as_probe(probe: Any, measured: xr.DataArray) -> Any:
-    if probe is None:
-        fwhm = measured.attrs.get("probe_fwhm_nm")
-        if fwhm is None:
-            raise MissingMetadataError(
-                "measured.attrs['probe_fwhm_nm'] is None: the forward model needs the probe size. Pass "
-                "probe=<FWHM in nm> (one number, (major, minor), or a GaussianProbe, e.g. "
-                "GaussianProbe.from_fit(fit_probe(...))), or --probe-fwhm on the command line, or set the "
-                "attribute on the measured data."
-            )
-        return GaussianProbe(float(fwhm))
-    if hasattr(probe, "image") and hasattr(probe, "fwhm_pair_nm"):
-        return probe
-    if isinstance(probe, Sequence) and not isinstance(probe, str):
-        return GaussianProbe(tuple(float(v) for v in probe))
-    if isinstance(probe, int | float | np.integer | np.floating) and not isinstance(probe, bool):
-        return GaussianProbe(float(probe))
-    raise TypeError(f"probe must be a FWHM in nm, (major, minor), a GaussianProbe or a TailedProbe; got {probe!r}.")
 
 
 def _check_labels(enhanced: xr.DataArray, measured: xr.DataArray) -> xr.DataArray:
@@ -124,7 +103,7 @@ def _axis_grid(enhanced: xr.DataArray, measured: xr.DataArray, dim: str) -> tupl
 def pair_up(enhanced: xr.DataArray, measured: xr.DataArray, probe: Any) -> Pair:
     enhanced, measured = validate(enhanced), validate(measured)
     enhanced = _check_labels(enhanced, measured)
-    probe = _as_probe(probe, measured)
+    probe = as_probe(probe, measured, name="measured", purpose="the forward model of the check")
     ratio, crop, lr_sel, fine_sel = [], {}, {}, {}
     for dim in ("y", "x"):
         r, k0, k1, j0 = _axis_grid(enhanced, measured, dim)

@@ -35,12 +35,12 @@ import xarray as xr
 from torch.nn import functional
 from tqdm.auto import tqdm
 
-from xrfsr_dask.errors import MissingMetadataError, NonFiniteCountsError, SchemaError, StoreExistsError
+from xrfsr_dask.errors import NonFiniteCountsError, SchemaError, StoreExistsError
 from xrfsr_dask.model.data import _augment, map_scale
 from xrfsr_dask.model.infer import DEFAULT_QUANTILE, resolve_device
 from xrfsr_dask.model.rdn import RDN, upsample_bicubic
 from xrfsr_dask.model.weights import load_model, save_model
-from xrfsr_dask.probe import GaussianProbe, TailedProbe
+from xrfsr_dask.probe import GaussianProbe, TailedProbe, as_probe
 from xrfsr_dask.schema import kind_of, validate
 from xrfsr_dask.simulate import simulate_scan
 
@@ -86,32 +86,6 @@ class _Pairs:
             lr[k, 0] = _augment(image[i:i + patch, j:j + patch], *flips[k])
             hr[k, 0] = _augment(target, *flips[k])
         return lr, hr
-
-
-def _as_probe(probe: Any, maps: xr.DataArray) -> tuple[GaussianProbe | TailedProbe, str]:
-    """The probe to simulate with, and where it came from."""
-    if probe is None:
-        fwhm = maps.attrs.get("probe_fwhm_nm")
-        if fwhm is None:
-            raise MissingMetadataError(
-                "the maps carry no probe size (attrs['probe_fwhm_nm'] is None), and the forward model that "
-                "makes the training pairs needs it. Pass probe=<FWHM in nm> (one number, (major, minor), or "
-                "a GaussianProbe, e.g. GaussianProbe.from_fit(fit_probe(...))), --probe-fwhm on the command "
-                "line, or set maps.attrs['probe_fwhm_nm']."
-            )
-        return GaussianProbe(float(fwhm)), "attrs['probe_fwhm_nm']"
-    if isinstance(probe, (GaussianProbe, TailedProbe)):
-        return probe, "probe="
-    if not isinstance(probe, (bool, str)):
-        try:
-            fwhm = np.asarray(probe, dtype=np.float64)
-        except (TypeError, ValueError):
-            fwhm = None
-        if fwhm is not None and fwhm.shape in ((), (1,), (2,)):
-            return GaussianProbe(float(fwhm) if fwhm.size == 1 else (float(fwhm[0]), float(fwhm[1]))), "probe="
-    raise TypeError(
-        f"probe must be a FWHM in nm, (major, minor) in nm or a GaussianProbe/TailedProbe; got {probe!r}."
-    )
 
 
 def _probe_record(probe: GaussianProbe | TailedProbe, origin: str) -> dict[str, Any]:
@@ -323,7 +297,8 @@ def adapt(
     kind = kind_of(maps)
     if kind not in ("maps", "series"):
         raise SchemaError(f"adapt takes maps (element, y, x) or a series (element, angle, y, x); got a {kind}.")
-    probe_used, probe_origin = _as_probe(probe, maps)
+    probe_used = as_probe(probe, maps, name="maps", purpose="the forward model that makes the training pairs")
+    probe_origin = "probe=" if probe is not None else "attrs['probe_fwhm_nm']"
     base = model if isinstance(model, RDN) else load_model(model)
     values = np.asarray(maps.values)
     if values.dtype.kind not in "fiu":
