@@ -23,10 +23,11 @@ from xrfsr_dask.errors import (
 from xrfsr_dask.families import structure_maps
 from xrfsr_dask.io import ingest, open_xrf, read, read_series, save, store_status, verify
 from xrfsr_dask.metrics import frc, fsc, psd, psnr, ssim
-from xrfsr_dask.phantoms import nmc_particle, nmc_volume, project
+from xrfsr_dask.phantoms import nmc_particle, nmc_volume
 from xrfsr_dask.probe import GaussianProbe, TailedProbe, combined_resolution_nm, fit_line, fit_probe
 from xrfsr_dask.schema import add_provenance, validate, xrf_maps, xrf_volume
 from xrfsr_dask.simulate import simulate_scan, spectrum_cube
+from xrfsr_dask.tomo.projection import project
 
 __all__ = [
     "CorruptChunkError",

@@ -58,7 +58,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -68,23 +68,23 @@ import xarray as xr
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from xrfsr_dask._demo_records import TRUTH_PER_STEP, DemoRun, Optic, OpticRun
 from xrfsr_dask._version import __version__
 from xrfsr_dask.consistency import consistency, refine
 from xrfsr_dask.errors import EnhancedFSCWarning, StoreExistsError
 from xrfsr_dask.io import open_xrf, save
 from xrfsr_dask.metrics import fsc, psd, psnr
-from xrfsr_dask.phantoms import ELEMENTS, nmc_particle, nmc_volume, project
+from xrfsr_dask.phantoms import ELEMENTS, nmc_particle, nmc_volume
 from xrfsr_dask.probe import GaussianProbe, combined_resolution_nm, fit_probe
 from xrfsr_dask.schema import xrf_maps
 from xrfsr_dask.simulate import simulate_scan, spectrum_cube
+from xrfsr_dask.tomo.projection import project
 
 __all__ = ["AREA_UNITS", "OPTICS", "REFINE_ITERATIONS", "VOLUME_UNITS", "DemoRun", "Optic", "OpticRun", "run_demo"]
 
 MODEL = "rdn-small-x2"
 """The bundled default for projection series, ``xrfsr_dask.model.DEFAULT_MODELS["series"]`` (trained on
 maps and on projections through thick samples); named here so that importing the demo does not import torch."""
-TRUTH_PER_STEP = 4
-"""Ground-truth voxels per scan step; the enhanced (x2) grid is two of them."""
 AREA_UNITS = "counts / (10 nm)²"
 """The one scale of every projection, map and profile in the report: counts per 100 nm² of projected area."""
 VOLUME_UNITS = "counts / (10 nm)³"
@@ -104,38 +104,6 @@ PROFILE_ROWS = 5
 """LR rows, centred on the particle, averaged into the edge profile (the edge is straight over them)."""
 
 
-@dataclass(frozen=True)
-class Optic:
-    """One focusing optic of the paper: its probe, the scan step used with it, and the paper's figures.
-
-    ``paper`` holds the numbers Wu et al. (2023) report for it: probe FWHM,
-    LR and HR resolution from FSC as half periods ``1 / (2 f)``, combined
-    resolution, and PSNR between the two datasets (their formula, see
-    :func:`xrfsr_dask.metrics.psnr`).
-    """
-
-    name: str
-    description: str
-    probe_nm: float
-    step_nm: float
-    threshold: str
-    paper: dict[str, float]
-
-    @property
-    def truth_voxel_nm(self) -> float:
-        return self.step_nm / TRUTH_PER_STEP
-
-    @property
-    def probe(self) -> GaussianProbe:
-        """The simulated probe: FWHM ``probe_nm`` as the geometric mean of its axes.
-
-        Slightly elliptical (major/minor 1.06, major axis at 25 degrees), as
-        real zone plates and MLLs are.
-        """
-        major = self.probe_nm * 1.03
-        return GaussianProbe((major, self.probe_nm**2 / major), angle_deg=25.0)
-
-
 OPTICS = (
     Optic(
         "FZP", "Fresnel zone plate", probe_nm=61.6, step_nm=50.0, threshold="half-bit",
@@ -149,39 +117,6 @@ OPTICS = (
     ),
 )
 """The paper's two optics with the scan step the demo pairs with each, and the paper's numbers for them."""
-
-
-@dataclass
-class OpticRun:
-    """What the demo measured for one optic (all in memory, for the report)."""
-
-    optic: Optic
-    probe_image: xr.DataArray
-    probe_fit: xr.Dataset
-    volumes: dict[str, xr.DataArray]
-    truth: dict[str, xr.DataArray]
-    fsc: dict[str, xr.Dataset]
-    psd: dict[str, xr.Dataset]
-    psnr_db: dict[str, dict[str, float]]
-    alignment_shift_nm: dict[str, float]
-    numbers: dict[str, Any] = field(default_factory=dict)
-    fsc_warnings: list[str] = field(default_factory=list)
-    """What :class:`~xrfsr_dask.errors.EnhancedFSCWarning` said about this optic's FSCs (the enhanced pair)."""
-    densities: dict[str, xr.DataArray] = field(default_factory=dict)
-    """Dataset a's LR and HR volumes and the ground truth on the HR voxels, all in :data:`VOLUME_UNITS`."""
-    check: dict[str, Any] = field(default_factory=dict)
-    """The consistency check of dataset a: maps and profiles for the figure, numbers for the table."""
-
-
-@dataclass
-class DemoRun:
-    """The whole demo: settings, per-optic results, the S1 scan comparison, stage timings."""
-
-    out: Path
-    settings: dict[str, Any]
-    optics: list[OpticRun]
-    scan_modes: dict[str, xr.DataArray]
-    seconds: dict[str, float]
 
 
 class _Stages:
@@ -260,7 +195,7 @@ def _per_area(maps: xr.DataArray, optic: Optic) -> xr.DataArray:
     """Counts per scan point (LR, HR and truth projections alike) as :data:`AREA_UNITS`.
 
     The demo's scan records at each point the counts of a column one
-    ground-truth voxel wide under the probe (:func:`~xrfsr_dask.phantoms.project`
+    ground-truth voxel wide under the probe (:func:`~xrfsr_dask.tomo.project`
     sums voxels, :func:`~xrfsr_dask.simulate.simulate_scan` weighs them by
     the probe), so counts per scan point over the truth voxel's area are
     counts per unit projected area, whatever the grid they sit on.
@@ -430,7 +365,7 @@ def _resolution(result: xr.Dataset, threshold: str | float, element: str = "Ni_K
 
 
 def _project(truth: xr.DataArray, angles: np.ndarray) -> xr.DataArray:
-    """:func:`~xrfsr_dask.phantoms.project` slab by slab along the rotation axis (the same result, faster).
+    """:func:`~xrfsr_dask.tomo.project` slab by slab along the rotation axis (the same result, faster).
 
     Slices normal to the rotation axis project independently; slabs of
     :data:`PROJECT_SLAB` slices keep the projector's working set in cache.

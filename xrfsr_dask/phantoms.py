@@ -1,4 +1,4 @@
-"""Synthetic NMC cathode particles, as element maps and volumes, and their projections.
+"""Synthetic NMC cathode particles, as element maps and volumes.
 
 Phantoms with known structure for testing resolution enhancement and
 tomography, modelled on the LiNi0.6Mn0.2Co0.2O2 (NMC622) secondary particles
@@ -10,9 +10,9 @@ particle surface, pores and cracks. Every feature has sharp edges and the
 grain boundaries are a few pixels wide, so the phantoms carry detail down to
 the pixel scale.
 
-:func:`nmc_particle` makes 2-D maps ``(element, y, x)``, :func:`nmc_volume`
-the 3-D analogue ``(element, z, y, x)``, and :func:`project` the parallel-beam
-projections ``(element, angle, y, x)`` of a volume. Both phantoms are
+:func:`nmc_particle` makes 2-D maps ``(element, y, x)`` and :func:`nmc_volume`
+the 3-D analogue ``(element, z, y, x)``; their parallel-beam projections are
+:func:`xrfsr_dask.tomo.project`. Both phantoms are
 deterministic for a given ``seed``; with ``return_phases=True`` they also
 return the label map of :class:`Phase` they were built from.
 
@@ -33,14 +33,11 @@ from typing import Any, Literal, overload
 
 import numpy as np
 import xarray as xr
-from scipy import sparse
 from scipy.spatial import cKDTree
-from tqdm.auto import tqdm
 
-from xrfsr_dask.errors import SchemaError
-from xrfsr_dask.schema import DIMS, kind_of, validate, xrf_maps, xrf_volume
+from xrfsr_dask.schema import xrf_maps, xrf_volume
 
-__all__ = ["ELEMENTS", "Phase", "nmc_particle", "nmc_volume", "project"]
+__all__ = ["ELEMENTS", "Phase", "nmc_particle", "nmc_volume"]
 
 ELEMENTS: tuple[str, ...] = ("Ni_K", "Co_K", "Mn_K", "Mo_L")
 """The channels a phantom can hold, in their default order."""
@@ -543,149 +540,10 @@ def nmc_volume(
     return (volume, _phase_array(phases, volume)) if return_phases else volume
 
 
-def _check_angles(angles: Any) -> np.ndarray:
-    try:
-        values = np.asarray(angles, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"angles must be numbers in degrees; got {angles!r}.") from None
-    if values.ndim != 1 or values.size == 0:
-        raise ValueError(
-            f"angles must be a non-empty 1-D sequence of degrees; got shape {values.shape}."
-        )
-    if not np.all(np.isfinite(values)):
-        bad = np.flatnonzero(~np.isfinite(values))[:5].tolist()
-        raise ValueError(f"angles must be finite; got NaN or infinity at positions {bad}.")
-    if values.size >= 8 and np.abs(values).max() <= 2 * math.pi:
-        raise ValueError(
-            f"angles look like radians: all {values.size} lie within ±2π "
-            f"({values.min():.4g} to {values.max():.4g}); project takes degrees, "
-            "so pass numpy.rad2deg(angles)."
-        )
-    if np.unique(values).size != values.size:
-        raise ValueError("angles has repeated values; give each projection its own angle.")
-    return values
+def __getattr__(name: str) -> Any:
+    # ``project`` lived here before tomography geometry moved into xrfsr_dask.tomo.
+    if name == "project":
+        from xrfsr_dask.tomo.projection import project
 
-
-def _footprint(ny: int, nx: int, theta_deg: float) -> sparse.csr_array:
-    """Weights ``(nx, ny * nx)`` spreading each (y, x) pixel over the detector at one angle."""
-    theta = math.radians(theta_deg)
-    cos, sin = math.cos(theta), math.sin(theta)
-    y = np.arange(ny) - (ny - 1) / 2
-    x = np.arange(nx) - (nx - 1) / 2
-    t = (x[None, :] * cos + y[:, None] * sin).ravel() + (nx - 1) / 2
-    width = max(abs(cos), abs(sin))
-    left = t - width / 2
-    first = np.floor(left + 0.5)
-    w_first = np.clip((first + 0.5 - left) / width, 0.0, 1.0)
-    bins = np.concatenate([first, first + 1]).astype(np.int64)
-    pixels = np.tile(np.arange(ny * nx), 2)
-    weights = np.concatenate([w_first, 1.0 - w_first])
-    keep = (bins >= 0) & (bins < nx) & (weights > 0)
-    return sparse.csr_array((weights[keep], (bins[keep], pixels[keep])), shape=(nx, ny * nx))
-
-
-def project(
-    volume: xr.DataArray,
-    *,
-    angles: Sequence[float] | np.ndarray,
-    progress: bool = False,
-) -> xr.DataArray:
-    """Parallel-beam XRF projections of a volume: a tomography series.
-
-    The fluorescence a detector pixel records is the sum of the emission
-    along the beam through the sample. Self-absorption of the incident beam
-    and of the fluorescence, and the detector's solid angle, are ignored.
-
-    Parameters
-    ----------
-    volume
-        Counts ``(element, z, y, x)`` with the same voxel size along y and x
-        (NumPy or dask; a dask volume is computed).
-    angles
-        Rotation angles in degrees, 1-D, finite and distinct.
-    progress
-        Show a progress bar over the angles.
-
-    Returns
-    -------
-    xarray.DataArray
-        Float32 series ``(element, angle, y, x)`` in the units of the volume
-        (counts per voxel become counts per projection pixel), with
-        ``step_nm`` (voxel z, voxel x), ``scan_mode="step"``,
-        ``probe_fwhm_nm`` None, and the volume's provenance followed by
-        ``xrfsr_dask.phantoms.project``.
-
-    Notes
-    -----
-    Geometry (the tomography of this library follows it):
-
-    * The rotation axis is the volume's z axis and becomes the projection's
-      y axis: the projection's ``y`` coordinate is the volume's ``z``.
-    * Relative to the rotation centre, the centre of the volume's (y, x)
-      plane, a voxel at ``(y, x)`` appears at detector position
-      ``t = x cos(theta) + y sin(theta)``, also relative to the centre. The
-      detector has the volume's x grid: the projection's ``x`` coordinate is
-      the volume's ``x``, with ``nx`` pixels.
-    * So at 0 degrees the beam runs along y and the projection is
-      ``volume.sum("y")``; at 90 degrees it runs along x and the projection
-      is ``volume.sum("x")`` laid out along the detector (``t = y``); at 180
-      degrees it is the 0-degree one mirrored in x.
-    * Up to interpolation, this is
-      ``scipy.ndimage.rotate(v, theta, axes=(y, x), reshape=False)`` summed
-      along y, for ``v`` the volume of one element as a NumPy array.
-
-    Each voxel's counts are spread over the detector as a box of width
-    ``max(|cos theta|, |sin theta|)`` pixels centred on its ``t`` (the
-    distance-driven footprint), which conserves counts exactly and is exact
-    at multiples of 90 degrees. Counts of voxels that project beyond the
-    detector are lost; nothing is lost for a sample inside the cylinder
-    inscribed in the volume's (y, x) plane.
-
-    References
-    ----------
-    De Man, B. & Basu, S. Distance-driven projection and backprojection in
-    three dimensions. Phys. Med. Biol. 49, 2463 (2004).
-    https://doi.org/10.1088/0031-9155/49/11/024
-
-    Examples
-    --------
-    >>> volume = nmc_volume((32, 32, 32), seed=1)
-    >>> series = project(volume, angles=[0.0, 90.0])
-    >>> series.dims, series.shape
-    (('element', 'angle', 'y', 'x'), (4, 2, 32, 32))
-    >>> bool(np.allclose(series.isel(angle=0), volume.sum("y")))
-    True
-    """
-    if not isinstance(volume, xr.DataArray):
-        raise TypeError(
-            f"volume must be an xarray.DataArray with dims {DIMS['volume']} (see xrf_volume or "
-            f"nmc_volume); got {type(volume).__name__}."
-        )
-    kind = kind_of(validate(volume))
-    if kind != "volume":
-        raise SchemaError(
-            f"project needs a volume with dims {DIMS['volume']}; got {kind} with dims "
-            f"{volume.dims}. Make one with xrf_volume or nmc_volume."
-        )
-    dz, dy, dx = (float(v) for v in volume.attrs["voxel_nm"])
-    if not math.isclose(dy, dx, rel_tol=1e-6):
-        raise ValueError(
-            f"project needs square voxels in the (y, x) rotation plane; got voxel_nm = "
-            f"{volume.attrs['voxel_nm']}. Resample y or x to a common step first, e.g. with "
-            "volume.interp(y=...)."
-        )
-    theta = _check_angles(angles)
-    n_elements, nz, ny, nx = volume.shape
-    # One column per (element, z) row of the volume, one row per (y, x) pixel.
-    columns = np.asarray(volume.data, dtype=np.float64).reshape(n_elements * nz, ny * nx).T.copy()
-    out = np.empty((n_elements, theta.size, nz, nx), dtype=np.float32)
-    for i, angle in enumerate(tqdm(theta, desc="project", unit="angle", disable=not progress)):
-        out[:, i] = (_footprint(ny, nx, float(angle)) @ columns).T.reshape(n_elements, nz, nx)
-    series = xrf_maps(
-        out, elements=[str(e) for e in volume.element.values], step_nm=(dz, dx),
-        origin_nm=(float(volume.z[0]), float(volume.x[0])), angles=theta.tolist(), probe_fwhm_nm=None,
-        scan_mode="step", units=volume.attrs["units"], operation="xrfsr_dask.phantoms.project",
-        parameters={"angles": theta.tolist(), "progress": progress},
-    )
-    series.attrs["provenance"] = [*volume.attrs["provenance"], *series.attrs["provenance"]]
-    return series
+        return project
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

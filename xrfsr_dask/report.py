@@ -32,7 +32,7 @@ import html
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -40,6 +40,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imsave
 
+from xrfsr_dask._demo_records import DemoRun, OpticRun
 from xrfsr_dask.consistency import EXCESS_TOLERANCE
 from xrfsr_dask.plot import (
     _scale_bar,
@@ -49,9 +50,6 @@ from xrfsr_dask.plot import (
     plot_psd,
     plot_slice_comparison,
 )
-
-if TYPE_CHECKING:
-    from xrfsr_dask.demo import DemoRun, OpticRun
 
 __all__ = ["consistency_figure", "scan_modes_figure", "write_report"]
 

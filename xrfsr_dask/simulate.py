@@ -221,7 +221,7 @@ def _check_hr(hr: xr.DataArray) -> tuple[str, tuple[float, float], tuple[float, 
     if kind == "volume":
         raise ValueError(
             "simulate_scan takes element maps (element, y, x) or a projection series "
-            "(element, angle, y, x), not a volume; project it first (xrfsr_dask.phantoms.project)."
+            "(element, angle, y, x), not a volume; project it first (xrfsr_dask.tomo.project)."
         )
     pixel = tuple(float(v) for v in hr.attrs["step_nm"])
     origin = (float(hr.y[0]), float(hr.x[0]))

@@ -38,10 +38,11 @@ import xarray as xr
 
 from xrfsr_dask._grid import grid_nm
 from xrfsr_dask.families import FAMILIES, HELD_OUT, structure_maps
-from xrfsr_dask.phantoms import ELEMENTS, nmc_particle, nmc_volume, project
+from xrfsr_dask.phantoms import ELEMENTS, nmc_particle, nmc_volume
 from xrfsr_dask.probe import GaussianProbe, TailedProbe
 from xrfsr_dask.schema import xrf_maps
 from xrfsr_dask.simulate import simulate_scan
+from xrfsr_dask.tomo.projection import project
 
 __all__ = ["DataSettings", "PairSource", "map_scale"]
 

@@ -1,4 +1,4 @@
-"""XRF tomography: flux normalisation, rotation centre, alignment and reconstruction.
+"""XRF tomography: projection, flux normalisation, rotation centre, alignment and reconstruction.
 
 The projection series ``(element, angle, y, x)`` is parallel beam with the
 rotation axis along ``y``; slices are reconstructed independently, in dask
@@ -15,6 +15,7 @@ from xrfsr_dask.tomo._filters import FILTERS
 from xrfsr_dask.tomo.align import Alignment, align
 from xrfsr_dask.tomo.center import RotationCenter, find_center
 from xrfsr_dask.tomo.preprocess import normalize
+from xrfsr_dask.tomo.projection import project
 from xrfsr_dask.tomo.reconstruct import DEFAULT_ITERATIONS, reconstruct, reconstruct_to_zarr
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "available_backends",
     "find_center",
     "normalize",
+    "project",
     "reconstruct",
     "reconstruct_to_zarr",
 ]

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import dask.array as dsa
 import numpy as np
-import torch
 import xarray as xr
 from scipy import ndimage
 from skimage.registration import phase_cross_correlation
@@ -39,7 +38,6 @@ from tqdm.auto import tqdm
 from xrfsr_dask._grid import coord_grid
 from xrfsr_dask.schema import add_provenance, kind_of, validate
 from xrfsr_dask.tomo import _nufft
-from xrfsr_dask.tomo._torch import Projector
 from xrfsr_dask.tomo.center import RotationCenter
 
 __all__ = ["Alignment", "align"]
@@ -208,6 +206,10 @@ def align(
     if not np.isfinite(images).all():
         raise ValueError("align needs finite counts; fill NaN first: xrfsr_dask.tomo.normalize(series, nan='interpolate').")
     theta = np.asarray(series.angle.values, dtype=np.float64)
+
+    import torch
+
+    from xrfsr_dask.tomo._torch import Projector
 
     shifts = _centre_of_mass(images, theta, center)
     projector = Projector(theta, n=n_det, n_det=n_det, center=center, device=torch.device("cpu"))

@@ -153,7 +153,7 @@ def reconstruct(
     -----
     Geometry: a voxel at ``(y, x)`` relative to the axis is seen at detector
     position ``x cos(theta) + y sin(theta)`` (that of
-    :func:`xrfsr_dask.phantoms.project`). Negative counts are kept by FBP
+    :func:`xrfsr_dask.tomo.project`). Negative counts are kept by FBP
     and SIRT's data term and clipped to 0 by MLEM, whose Poisson model has
     no negative counts.
 
