@@ -3,6 +3,7 @@
 from xrfsr_dask._version import __version__
 from xrfsr_dask.errors import (
     CorruptChunkError,
+    DeviceError,
     EnhancedFSCWarning,
     GridMismatchError,
     IncompleteStoreError,
@@ -31,6 +32,7 @@ from xrfsr_dask.tomo.projection import project
 
 __all__ = [
     "CorruptChunkError",
+    "DeviceError",
     "EnhancedFSCWarning",
     "GaussianProbe",
     "GridMismatchError",

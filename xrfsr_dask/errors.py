@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "CorruptChunkError",
+    "DeviceError",
     "EnhancedFSCWarning",
     "GridMismatchError",
     "IncompleteStoreError",
@@ -51,6 +52,10 @@ class EnhancedFSCWarning(XrfsrWarning):
 
 class SchemaError(XrfsrError, ValueError):
     """A dataset breaks the data-model conventions (dims, coords, attrs)."""
+
+
+class DeviceError(XrfsrError, ValueError):
+    """A device option is malformed (not ``auto``, ``cpu``, ``cuda`` or ``cuda:N``) or names a GPU not there."""
 
 
 class SourceNotFoundError(XrfsrError, FileNotFoundError):

@@ -11,7 +11,7 @@ import numpy as np
 import xarray as xr
 from dask.array.overlap import ensure_minimum_chunksize
 
-from xrfsr_dask._backend import _is_cupy, array_module
+from xrfsr_dask._backend import array_module, library
 from xrfsr_dask._grid import coord_grid
 from xrfsr_dask.consistency.operator import ScanOperator
 from xrfsr_dask.errors import GridMismatchError, LabelMismatchError, SchemaError, XrfsrWarning
@@ -137,7 +137,7 @@ def _lr_chunks(lr: xr.DataArray, halo: int) -> tuple[tuple[int, ...], ...]:
 
 def _as_dask(data: Any, chunks: tuple[tuple[int, ...], ...]) -> dsa.Array:
     if not isinstance(data, dsa.Array):
-        data = dsa.from_array(data, chunks=chunks, asarray=not _is_cupy(data))
+        data = dsa.from_array(data, chunks=chunks, asarray=library(data) == "numpy")
     return data.rechunk(chunks)
 
 

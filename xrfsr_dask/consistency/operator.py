@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from xrfsr_dask._backend import _is_cupy, array_module
+from xrfsr_dask._backend import array_module, function
 from xrfsr_dask.probe import GaussianProbe, TailedProbe
 from xrfsr_dask.simulate import probe_kernel
 
@@ -23,11 +23,7 @@ ProbeLike = float | Sequence[float] | GaussianProbe | TailedProbe
 
 def _fftconvolve(a: Any, b: Any, mode: str) -> Any:
     """``fftconvolve`` over the last two axes, from SciPy or CuPy by the input's type."""
-    if _is_cupy(a):
-        from cupyx.scipy.signal import fftconvolve
-    else:
-        from scipy.signal import fftconvolve
-    return fftconvolve(a, b, mode=mode, axes=(-2, -1))
+    return function("fftconvolve", a)(a, b, mode=mode, axes=(-2, -1))
 
 
 @dataclass(frozen=True, eq=False)

@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import scipy.fft
 
-from xrfsr_dask._backend import _is_cupy, array_module, to_host
+from xrfsr_dask._backend import array_module, function, library, to_host
 
 __all__ = ["Shells", "compute_dtype", "fft_axis0", "rfft_rest", "rfftn", "shell_sums", "window"]
 
@@ -42,11 +41,7 @@ def compute_dtype(dtype: np.dtype) -> np.dtype:
 
 def rfftn(x: Any, axes: Sequence[int]) -> Any:
     """Real-input FFT over ``axes`` on the device of ``x``, keeping single precision."""
-    if _is_cupy(x):
-        import cupyx.scipy.fft as cufft
-
-        return cufft.rfftn(x, axes=tuple(axes))
-    return scipy.fft.rfftn(x, axes=tuple(axes), workers=-1)
+    return function("rfftn", x)(x, axes=tuple(axes))
 
 
 def rfft_rest(block: Any) -> Any:
@@ -56,11 +51,7 @@ def rfft_rest(block: Any) -> Any:
 
 def fft_axis0(block: Any) -> Any:
     """Complex FFT along the first axis (the last step of an ``rfftn`` done in two passes)."""
-    if _is_cupy(block):
-        import cupyx.scipy.fft as cufft
-
-        return cufft.fft(block, axis=0)
-    return scipy.fft.fft(block, axis=0, workers=-1)
+    return function("fft", block)(block, axis=0)
 
 
 def window(spec: str | tuple | None, shape: Sequence[int], dtype: np.dtype) -> np.ndarray | None:
@@ -251,7 +242,7 @@ def shell_sums(
         with np.errstate(invalid="ignore", over="ignore"):
             return _slab_sums(parts, shells, f0_sq[start:stop], plane, edges, mode)
 
-    if xp is np and len(starts) > 1:
+    if library(first) == "numpy" and len(starts) > 1:
         with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1)) as pool:
             partial_sums = list(pool.map(one, starts))
     else:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from xrfsr_dask._backend import _is_cupy, array_module
+from xrfsr_dask._backend import array_module, function
 
 __all__ = ["psnr", "ssim"]
 
@@ -124,11 +124,7 @@ def psnr(
 
 
 def _gaussian_filter(x: Any, sigma: float, truncate: float) -> Any:
-    if _is_cupy(x):
-        from cupyx.scipy.ndimage import gaussian_filter
-    else:
-        from scipy.ndimage import gaussian_filter
-    return gaussian_filter(x, sigma=sigma, truncate=truncate, mode="reflect")
+    return function("gaussian_filter", x)(x, sigma=sigma, truncate=truncate, mode="reflect")
 
 
 def _mean_ssim(x: Any, y: Any, *, data_range: float | None, sigma: float) -> Any:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
+from xrfsr_dask._backend import array_module, function
 from xrfsr_dask.tomo._filters import filter_response
 from xrfsr_dask.tomo._geometry import angle_weights
 
@@ -53,24 +54,13 @@ def available(device: str) -> str | None:
     return None
 
 
-def _plan(n: int, n_trans: int, xp: Any) -> Any:
-    if xp is np:
-        import finufft
-
-        return finufft.Plan(1, (n, n), n_trans=n_trans, eps=EPS, isign=1, dtype="complex64",
-                            upsampfac=UPSAMPFAC, nthreads=1)
-    import cufinufft
-
-    return cufinufft.Plan(1, (n, n), n_trans=n_trans, eps=EPS, isign=1, dtype="complex64", upsampfac=UPSAMPFAC)
-
-
 def fbp(sino: Any, theta_deg: np.ndarray, *, center: float, n: int, filter_name: str) -> Any:
     """Filtered back-projection of ``sino`` ``(slices, angles, detector)`` to ``(slices, n, n)``.
 
     ``sino`` is a NumPy (CPU, FINUFFT) or CuPy (GPU, cuFINUFFT) array; the
     result is float32 on the same device.
     """
-    xp = np if isinstance(sino, np.ndarray) else __import__("cupy")
+    xp = array_module(sino)
     slices, _, n_det = sino.shape
     sino = sino.astype(xp.float32, copy=False)
     if slices % 2:
@@ -104,7 +94,8 @@ def fbp(sino: Any, theta_deg: np.ndarray, *, center: float, n: int, filter_name:
 
     rows = (2 * np.pi * freq * sin).astype(np.float32).ravel()
     cols = (2 * np.pi * freq * cos).astype(np.float32).ravel()
-    plan = _plan(n, coeffs.shape[0], xp)
+    plan = function("nufft_plan", sino)(1, (n, n), n_trans=coeffs.shape[0], eps=EPS, isign=1, dtype="complex64",
+                                        upsampfac=UPSAMPFAC)
     plan.setpts(xp.asarray(rows), xp.asarray(cols))
     images = plan.execute(xp.ascontiguousarray(coeffs.reshape(coeffs.shape[0], -1)))
     images = images.reshape(-1, n, n)
