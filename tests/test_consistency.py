@@ -278,6 +278,23 @@ def test_enhance_to_zarr_writes_the_check(scan, tiny_path, tmp_path):
     assert check.deviance.shape == (2, 40, 40) and np.isfinite(check.mean_deviance.values).all()
 
 
+def test_cli_enhance_refines_automatically_and_names_a_bad_refine(scan, tiny_path, tmp_path):
+    _, lr = scan
+    small = lr.isel(y=slice(0, 40), x=slice(0, 40))
+    xs.save(small, str(tmp_path / "lr.zarr"), progress=False)
+    done = CliRunner().invoke(app, ["enhance", str(tmp_path / "lr.zarr"), str(tmp_path / "hr.zarr"), "--model",
+                                    tiny_path, "--refine", "auto", "--no-progress"])
+    assert done.exit_code == 0, done.output
+    written = xs.open_xrf(str(tmp_path / "hr.zarr"))
+    record = written.attrs["provenance"][-1]
+    assert record["operation"] == "xrfsr_dask.consistency.refine" and record["parameters"]["iterations"] == "auto"
+    assert set(record["parameters"]["stopped_at"]) == {"Ni_K", "Co_K"}
+    bad = CliRunner().invoke(app, ["enhance", str(tmp_path / "lr.zarr"), str(tmp_path / "other.zarr"), "--model",
+                                   tiny_path, "--refine", "some"])
+    assert bad.exit_code != 0 and "'some' is neither a whole number of iterations" in bad.output
+    assert not (tmp_path / "other.zarr").exists()
+
+
 def test_a_nan_pixel_of_the_enhanced_map_leaves_out_only_its_footprint(scan):
     hr, lr = scan
     holed = hr.copy(data=hr.values.copy())
@@ -372,10 +389,50 @@ def test_stitched_refinement_equals_whole_map_refinement(bright, iterations, wei
     assert np.abs(stitched.values - whole).max() < 1e-5 * span
 
 
+def test_auto_refinement_stops_where_the_deviance_meets_the_noise(bright):
+    hr, lr = bright
+    x0 = _bicubic(lr, hr)  # blurred twice: far more deviance than noise gives
+    before = consistency(x0, lr).compute()
+    assert bool((before.excess_deviance > 0.5).all())
+    refined = refine(x0, lr, iterations="auto", weight=0.1)
+    after = consistency(refined, lr).compute()
+    # The discrepancy principle: stopped where the deviance is what Poisson noise alone gives, not below it.
+    np.testing.assert_allclose(after.mean_deviance, after.expected_mean_deviance, rtol=0.03)
+    stops = refined.attrs["provenance"][-1]["parameters"]["stopped_at"]
+    assert set(stops) == {"Ni_K", "Co_K"} and all(0 < n < xs.consistency.AUTO_MAX_ITERATIONS for n in stops.values())
+    assert any(n != round(n) for n in stops.values())  # the last update is taken in part
+
+
+def test_auto_refinement_keeps_a_consistent_map():
+    hr, lr = _scan(3.0, size=96, background=1.0)  # a few counts per pixel: the truth is within the noise
+    assert bool((consistency(hr, lr).excess_deviance <= 0).all())
+    refined = refine(hr, lr, iterations="auto")
+    np.testing.assert_array_equal(refined.values, hr.values.astype(np.float32))
+    assert refined.attrs["provenance"][-1]["parameters"]["stopped_at"] == {"Ni_K": 0.0, "Co_K": 0.0}
+
+
+def test_auto_refinement_stitches_like_the_whole_map(bright):
+    hr, lr = bright
+    x0 = _bicubic(lr, hr)
+    whole = refine(x0, lr, iterations="auto", weight=0.3)
+    stitched = refine(x0.chunk(y=46, x=38), lr.chunk(y=23, x=19), iterations="auto", weight=0.3)
+    assert len(stitched.chunks[1]) >= 2 and len(stitched.chunks[2]) >= 2
+    stops = whole.attrs["provenance"][-1]["parameters"]["stopped_at"]
+    assert stitched.attrs["provenance"][-1]["parameters"]["stopped_at"] == pytest.approx(stops, abs=1e-3)
+    span = float(whole.values.max() - whole.values.min())
+    assert np.abs(stitched.values - whole.values).max() < 1e-5 * span
+    op = ScanOperator.from_scan(PROBE, step_nm=(STEP, STEP), ratio=(2, 2), scan_mode="fly")
+    bare, history = refine_array(x0.values, lr.values, op, iterations="auto", weight=0.3, history=True)
+    assert history["iterations"] == pytest.approx(list(stops.values()), abs=1e-3)
+    np.testing.assert_allclose(bare, whole.values, atol=1e-5 * span)
+
+
 def test_refine_options_are_checked(scan):
     hr, lr = scan
-    with pytest.raises(ValueError, match="iterations must be an integer >= 0"):
+    with pytest.raises(ValueError, match="iterations must be an integer >= 0 or 'auto'"):
         refine(hr, lr, iterations=-1)
+    with pytest.raises(ValueError, match="iterations must be an integer >= 0 or 'auto'.*'Auto'"):
+        refine(hr, lr, iterations="Auto")
     with pytest.raises(ValueError, match="weight must be a number >= 0"):
         refine(hr, lr, weight=-1.0)
     with pytest.raises(ValueError, match="halo must be an integer >= 4"):
@@ -384,8 +441,10 @@ def test_refine_options_are_checked(scan):
 
 def test_enhance_names_bad_refine_options(scan, tiny_path):
     _, lr = scan
-    with pytest.raises(ValueError, match=r"refine must be a whole number of iterations >= 0.*2.5"):
+    with pytest.raises(ValueError, match=r"refine must be a whole number of iterations >= 0.*'auto'.*2.5"):
         enhance(lr, tiny_path, refine=2.5)
+    with pytest.raises(ValueError, match=r"refine must be .*'often'"):
+        enhance(lr, tiny_path, refine="often")
     with pytest.raises(ValueError, match=r"refine_weight must be a number >= 0.*-1"):
         enhance(lr, tiny_path, refine=3, refine_weight=-1.0)
 

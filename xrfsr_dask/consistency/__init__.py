@@ -19,7 +19,8 @@ module                   job
 ``check``                :func:`consistency` (lazy, chunked with halos),
                          :func:`consistency_to_zarr`
 ``refinement``           :func:`refine_array` (bare arrays), :func:`refine`
-                         (lazy, chunked with halos)
+                         (lazy, chunked with halos); ``iterations="auto"``
+                         stops each map at the discrepancy principle
 =======================  =====================================================
 
 Arithmetic is float64 whatever the input dtype (the adjoint is exact to
@@ -35,9 +36,10 @@ from xrfsr_dask.consistency.check import (
 )
 from xrfsr_dask.consistency.operator import ScanOperator
 from xrfsr_dask.consistency.poisson import MU_FLOOR, expected_deviance, poisson_deviance
-from xrfsr_dask.consistency.refinement import refine, refine_array
+from xrfsr_dask.consistency.refinement import AUTO_MAX_ITERATIONS, refine, refine_array
 
 __all__ = [
+    "AUTO_MAX_ITERATIONS",
     "COUNT_TOLERANCE",
     "EXCESS_TOLERANCE",
     "MU_FLOOR",
