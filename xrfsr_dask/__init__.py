@@ -22,7 +22,17 @@ from xrfsr_dask.errors import (
     XrfsrWarning,
 )
 from xrfsr_dask.families import structure_maps
-from xrfsr_dask.io import ingest, open_xrf, read, read_series, save, store_status, verify
+from xrfsr_dask.io import (
+    ingest,
+    open_pyramid,
+    open_xrf,
+    read,
+    read_series,
+    save,
+    store_status,
+    to_ome_zarr,
+    verify,
+)
 from xrfsr_dask.metrics import frc, fsc, psd, psnr, ssim
 from xrfsr_dask.phantoms import nmc_particle, nmc_volume
 from xrfsr_dask.probe import GaussianProbe, TailedProbe, combined_resolution_nm, fit_line, fit_probe
@@ -61,6 +71,7 @@ __all__ = [
     "ingest",
     "nmc_particle",
     "nmc_volume",
+    "open_pyramid",
     "open_xrf",
     "project",
     "psd",
@@ -73,6 +84,7 @@ __all__ = [
     "ssim",
     "structure_maps",
     "store_status",
+    "to_ome_zarr",
     "validate",
     "verify",
     "xrf_maps",

@@ -1,7 +1,7 @@
 """The ``xrfsr`` command line.
 
-Commands: ``info``, ``verify``, ``unlock``, ``ingest``, ``phantom``, ``simulate``, ``probe``, ``fsc``, ``train``,
-``adapt``, ``enhance``, ``check``, ``reconstruct``, ``demo``.
+Commands: ``info``, ``verify``, ``unlock``, ``ingest``, ``export``, ``phantom``, ``simulate``, ``probe``, ``fsc``,
+``train``, ``adapt``, ``enhance``, ``check``, ``reconstruct``, ``demo``.
 
 Errors of the library (:class:`~xrfsr_dask.errors.XrfsrError`) and invalid
 values it refuses (:class:`ValueError`, whose messages name the argument and
@@ -238,6 +238,37 @@ def ingest(
         f"{summary.url}: {summary.chunks_written} chunks written, {summary.chunks_skipped} already present, "
         f"{summary.chunks_total} in all; complete."
     )
+
+
+@app.command()
+def export(
+    src: Annotated[str, typer.Argument(help="Store to export (path or URL).")],
+    dst: Annotated[str, typer.Argument(help="Destination, e.g. particle.ome.zarr or s3://bucket/particle.ome.zarr.")],
+    format: Annotated[str, typer.Option(help="Output format: ome-zarr (NGFF 0.5 multiscale image).")] = "ome-zarr",
+    levels: Annotated[int | None, typer.Option(
+        help="Pyramid levels, level 0 included (default: until the coarsest fits one chunk).")] = None,
+    chunks: Annotated[str | None, typer.Option(help="Chunks, e.g. y=256,x=256.")] = None,
+    shards: Annotated[str | None, typer.Option(
+        help="Shards (whole numbers of chunks), e.g. y=2048,x=2048: fewer, larger objects for S3.")] = None,
+    downsample: Annotated[str, typer.Option(
+        help="sum (counts per bin) or mean (counts per level-0 pixel).")] = "sum",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing destination.")] = False,
+    resume: Annotated[bool, typer.Option(help="Finish an interrupted export into DST.")] = False,
+    cluster: Annotated[str, typer.Option(help="none (threads here), local (new cluster) or an address.")] = "none",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    storage_option: StorageOptions = None,
+) -> None:
+    """Export a store as an OME-Zarr (NGFF 0.5) multiscale image for napari, neuroglancer or vizarr."""
+    from xrfsr_dask.io import open_xrf, to_ome_zarr
+
+    if format != "ome-zarr":
+        raise typer.BadParameter(f"unknown format {format!r}; the export format is ome-zarr",
+                                 param_hint="--format")
+    options = _pairs(storage_option, "--storage-option")
+    data = _run(open_xrf, src, storage_options=options)
+    _write_on_cluster(cluster, to_ome_zarr, data, dst, levels=levels, chunks=_chunks(chunks),
+                      shards=_chunks(shards), downsample=downsample, overwrite=overwrite, resume=resume,
+                      storage_options=options, progress=progress)
 
 
 @app.command()

@@ -1,7 +1,8 @@
-"""Storage (zarr v3 at any fsspec URL) and ingest of beamline file formats."""
+"""Storage (zarr v3 at any fsspec URL), OME-Zarr export, and ingest of beamline file formats."""
 
 from xrfsr_dask.io._lock import unlock
 from xrfsr_dask.io.ingest import detect_format, ingest, read, read_series
+from xrfsr_dask.io.ome import level_for_view, open_ome_zarr, open_pyramid, to_ome_zarr
 from xrfsr_dask.io.store import (
     DEFAULT_CHUNKS,
     StoreStatus,
@@ -23,12 +24,16 @@ __all__ = [
     "describe",
     "detect_format",
     "ingest",
+    "level_for_view",
+    "open_ome_zarr",
+    "open_pyramid",
     "open_xrf",
     "read",
     "read_series",
     "resolve_chunks",
     "save",
     "store_status",
+    "to_ome_zarr",
     "unlock",
     "verify",
 ]
