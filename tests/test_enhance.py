@@ -8,7 +8,7 @@ import zarr
 from typer.testing import CliRunner
 
 import xrfsr_dask as xs
-from xrfsr_dask import NonFiniteCountsError, SchemaError, StoreMismatchError, XrfsrWarning
+from xrfsr_dask import DeviceError, NonFiniteCountsError, SchemaError, StoreMismatchError, XrfsrWarning
 from xrfsr_dask.cli import app
 from xrfsr_dask.enhance import enhance, enhance_to_zarr
 from xrfsr_dask.io import store
@@ -187,7 +187,12 @@ def test_gpu_worker_matches_cpu(lr_series, tmp_path):
 
 
 def test_gpu_tasks_carry_the_gpu_resource(lr_series, tiny_path):
-    graph = enhance(lr_series.chunk(y=60, x=50), tiny_path, device="cuda").data.__dask_graph__()
+    from distributed import Client, LocalCluster
+
+    # CUDA is accepted on a machine without a GPU when the client's workers advertise one.
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, resources={"GPU": 1},
+                      dashboard_address=None) as cluster, Client(cluster):
+        graph = enhance(lr_series.chunk(y=60, x=50), tiny_path, device="cuda").data.__dask_graph__()
     annotated = [name for name, layer in graph.layers.items() if (layer.annotations or {}).get("resources")]
     assert annotated and all(graph.layers[n].annotations["resources"] == {"GPU": 1} for n in annotated)
     cpu_graph = enhance(lr_series.chunk(y=60, x=50), tiny_path, device="cpu").data.__dask_graph__()
@@ -221,8 +226,23 @@ def test_options_are_checked_when_the_graph_is_built(lr_series, tiny_path):
         enhance(lr_series, tiny_path, nan="rasie")
     with pytest.raises(ValueError, match="precision must be"):
         enhance(lr_series, tiny_path, precision="fp16")
-    with pytest.raises(ValueError, match="device='gpu' is not a torch device"):
+    with pytest.raises(DeviceError, match=r"device='gpu' is not one of 'auto', 'cpu', 'cuda' or 'cuda:N'"):
         enhance(lr_series, tiny_path, device="gpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on machines without CUDA")
+def test_cuda_without_a_gpu_is_refused_before_the_store_is_created(lr_series, tiny_path, tmp_path):
+    src, dst = str(tmp_path / "lr.zarr"), str(tmp_path / "hr.zarr")
+    xs.save(lr_series.isel(angle=[0]), src, progress=False)
+    with pytest.raises(DeviceError, match=r"device='cuda:1' was requested but torch sees no CUDA GPU; pass "
+                                          r"device='cpu'"):
+        enhance_to_zarr(src, dst, tiny_path, device="cuda:1")
+    result = CliRunner().invoke(app, ["enhance", src, dst, "--model", tiny_path, "--device", "cuda",
+                                      "--no-progress"])
+    assert result.exit_code == 2 and "error: device='cuda' was requested but torch sees no CUDA GPU" in result.output
+    assert not (tmp_path / "hr.zarr").exists()
+    rerun = CliRunner().invoke(app, ["enhance", src, dst, "--model", tiny_path, "--device", "cpu", "--no-progress"])
+    assert rerun.exit_code == 0, rerun.output
 
 
 def test_a_killed_worker_costs_time_not_data(lr_series, tiny_path, tmp_path):

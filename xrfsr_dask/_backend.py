@@ -48,6 +48,7 @@ __all__ = [
     "function",
     "gpu_annotations",
     "gpu_count",
+    "gpu_index",
     "library",
     "parse_device",
     "resolve_device",
@@ -147,6 +148,11 @@ def parse_device(device: Any) -> str:
     return text
 
 
+def gpu_index(device: str) -> int:
+    """The GPU index of ``"cuda"`` (0) or ``"cuda:N"`` (N)."""
+    return int(parse_device(device).partition(":")[2] or 0)
+
+
 def gpu_count() -> int:
     """CUDA GPUs torch sees on this machine (torch is imported only when asked)."""
     import torch
@@ -169,8 +175,7 @@ def resolve_device(device: Any) -> str:
     count = gpu_count()
     if text == "auto":
         return "cuda" if count else "cpu"
-    index = int(text.partition(":")[2] or 0)
-    if index >= count:
+    if gpu_index(text) >= count:
         seen = "torch sees no CUDA GPU" if count == 0 else f"torch sees {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}"
         raise DeviceError(f"device={text!r} was requested but {seen}; pass device='cpu' (or 'auto').")
     return text

@@ -33,6 +33,7 @@ StorageOptions = Annotated[
         help="fsspec storage option KEY=VALUE, repeatable (e.g. -o endpoint_url=http://127.0.0.1:9000).",
     ),
 ]
+Device = Annotated[str, typer.Option(help="Where it runs: auto, cpu, cuda or cuda:N (N the GPU index).")]
 
 
 def _value(text: str) -> Any:
@@ -495,7 +496,7 @@ def train(
              "ones (xrfsr_dask.families.HELD_OUT), weight 1.")] = None,
     name: Annotated[str | None, typer.Option(help="Name of the model files (default rdn-PRESET-xSCALE).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue a run found in OUT (same settings).")] = True,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    device: Device = "auto",
 ) -> None:
     """Train an RDN on scans simulated on the fly from structure families; resumable."""
     from xrfsr_dask.model import DataSettings, TrainSettings
@@ -542,7 +543,7 @@ def adapt(
     seed: Annotated[int, typer.Option(help="Seeds the noise and the patches.")] = 0,
     name: Annotated[str | None, typer.Option(help="Name in the card (default: BASE-adapted).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model at OUT.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    device: Device = "auto",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     storage_option: StorageOptions = None,
 ) -> None:
@@ -576,11 +577,12 @@ def enhance(
     halo: Annotated[int, typer.Option(help="LR pixels of overlap around each chunk and tile.")] = 16,
     tile: Annotated[int, typer.Option(help="Largest tile core in LR pixels inside a chunk.")] = 512,
     batch_size: Annotated[int, typer.Option(help="Tiles per network call.")] = 8,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Device = "auto",
     cluster: Annotated[str, typer.Option(help="none (threads here), local (new cluster) or an address.")] = "none",
     resume: Annotated[bool, typer.Option(help="Finish an interrupted run: compute only missing chunks.")] = False,
-    refine: Annotated[int, typer.Option(
-        help="Poisson-likelihood refinement iterations after the network (0: none).")] = 0,
+    refine: Annotated[str, typer.Option(
+        help="Poisson-likelihood refinement after the network: iterations (0: none) or 'auto' (stop each map "
+             "where its deviance meets what Poisson noise alone gives).")] = "0",
     refine_weight: Annotated[float, typer.Option(
         help="How strongly refinement stays near the network's output.")] = 1.0,
     check: Annotated[bool, typer.Option(
@@ -600,7 +602,18 @@ def enhance(
         typer.echo(f"model: {default} (the default for {kind})")
     _write_on_cluster(cluster, enhance_to_zarr, src, dst, model, halo=halo, tile=tile, batch_size=batch_size,
                       device=device, resume=resume, overwrite=overwrite, storage_options=options,
-                      progress=progress, refine=refine, refine_weight=refine_weight, check=check)
+                      progress=progress, refine=_refine_option(refine), refine_weight=refine_weight,
+                      check=check)
+
+
+def _refine_option(text: str) -> int | str:
+    """``--refine``: ``auto`` or a whole number of iterations."""
+    if text == "auto":
+        return text
+    if not text.isdigit():
+        raise typer.BadParameter(f"{text!r} is neither a whole number of iterations (0: none) nor 'auto'.",
+                                 param_hint="--refine")
+    return int(text)
 
 
 def _check_line(label: str, row: dict[str, Any], tolerance: float) -> str:
@@ -691,7 +704,7 @@ def reconstruct(
     iterations: Annotated[int | None, typer.Option(help="Iterations of sirt, mlem or cgls.")] = None,
     filter_name: Annotated[str, typer.Option("--filter", help="FBP filter: ramp, shepp-logan, cosine, hamming, hann.")] = "shepp-logan",
     slices_per_chunk: Annotated[int | None, typer.Option(help="Sinogram rows per task.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Device = "auto",
     cluster: Annotated[str, typer.Option(help="none (threads here), local (new cluster) or an address.")] = "none",
     resume: Annotated[bool, typer.Option(help="Finish an interrupted run: compute only missing blocks.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing destination.")] = False,

@@ -19,19 +19,14 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
+from xrfsr_dask._backend import GPU_RESOURCES, resolve_device
+from xrfsr_dask.errors import DeviceError
+
 __all__ = ["get_client"]
 
 
-def _gpu_count() -> int:
-    try:
-        import torch
-    except ImportError:
-        return 0
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
 def get_client(
-    kind: Literal["auto", "cpu", "gpu"] = "auto",
+    kind: Literal["auto", "cpu", "cuda", "gpu"] = "auto",
     *,
     address: str | None = None,
     n_workers: int | None = None,
@@ -44,8 +39,10 @@ def get_client(
     Parameters
     ----------
     kind
-        ``"auto"``: GPU workers when this machine has CUDA GPUs, else CPU
-        workers. ``"gpu"``: GPU workers or an error. ``"cpu"``: CPU workers.
+        The device vocabulary of the library, without a GPU index: ``"auto"``, GPU workers when this machine has
+        CUDA GPUs, else CPU workers; ``"cuda"`` (or its older name
+        ``"gpu"``), GPU workers or a :class:`~xrfsr_dask.errors.DeviceError`;
+        ``"cpu"``, CPU workers.
     address
         Scheduler address (``tcp://host:8786``) of a running cluster to join.
     n_workers, threads_per_worker, memory_limit
@@ -71,19 +68,20 @@ def get_client(
         return default_client()
     except ValueError:
         pass
-    if kind not in ("auto", "cpu", "gpu"):
-        raise ValueError(f"kind must be 'auto', 'cpu' or 'gpu'; got {kind!r}.")
-    gpus = _gpu_count() if kind != "cpu" else 0
-    if kind == "gpu" and gpus == 0:
-        raise ValueError("kind='gpu' but torch sees no CUDA GPU; use kind='cpu' or join a GPU cluster (address=...).")
-    if gpus:
+    if kind not in ("auto", "cpu", "cuda", "gpu"):
+        raise DeviceError(f"kind must be 'auto', 'cpu' or 'cuda'; got {kind!r}.")
+    try:
+        device = resolve_device("cuda" if kind == "gpu" else kind)
+    except DeviceError as err:
+        raise DeviceError(f"{err} Or join a GPU cluster (address=...).") from None
+    if device != "cpu":
         try:
             from dask_cuda import LocalCUDACluster
         except ImportError:
-            cluster = LocalCluster(n_workers=1, threads_per_worker=1, resources={"GPU": 1},
+            cluster = LocalCluster(n_workers=1, threads_per_worker=1, resources=dict(GPU_RESOURCES),
                                    memory_limit=memory_limit, **cluster_options)
         else:
-            cluster = LocalCUDACluster(resources={"GPU": 1}, memory_limit=memory_limit, **cluster_options)
+            cluster = LocalCUDACluster(resources=dict(GPU_RESOURCES), memory_limit=memory_limit, **cluster_options)
         return Client(cluster)
     cores = os.cpu_count() or 1
     threads = threads_per_worker or 1

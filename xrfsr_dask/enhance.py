@@ -35,10 +35,10 @@ from typing import Any, Literal
 import dask
 import dask.array as dsa
 import numpy as np
-import torch
 import xarray as xr
 from dask.array.overlap import ensure_minimum_chunksize
 
+from xrfsr_dask import _backend
 from xrfsr_dask._grid import coord_grid
 from xrfsr_dask.errors import SchemaError, XrfsrWarning
 from xrfsr_dask.io.store import DEFAULT_CHUNKS, WriteSummary, open_xrf, save
@@ -152,7 +152,7 @@ def enhance(
     device: str = "auto",
     precision: Literal["auto", "fp32", "bf16"] = "auto",
     nan: Literal["raise", "mask"] = "mask",
-    refine: int = 0,
+    refine: int | Literal["auto"] = 0,
     refine_weight: float = 1.0,
 ) -> xr.DataArray:
     """Enhance XRF maps or a projection series with an RDN, lazily and chunk by chunk.
@@ -181,14 +181,21 @@ def enhance(
         larger networks may need more (docs/enhance.md has the error
         against the halo, and ``benchmarks/enhance.py --model`` measures
         it for any model).
-    tile, batch_size
-        Largest tile core in LR pixels and tiles per network call inside a
-        chunk. A chunk plus its halo that fits in one tile is one network
-        call (the default for 256 x 256 chunks).
-    device, precision
+    tile
+        Largest tile core in LR pixels inside a chunk. A chunk plus its halo
+        that fits in one tile is one network call (the default for
+        256 x 256 chunks).
+    batch_size
+        Tiles per network call inside a chunk.
+    device
         Where the network runs: ``"auto"`` (CUDA if the worker has it),
-        ``"cpu"`` or ``"cuda"``; bf16 autocast on CUDA by default. With
-        ``"cuda"`` the tasks carry the ``{"GPU": 1}`` resource annotation.
+        ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. CUDA is refused here, before
+        any graph is built, unless this machine has that GPU or the current
+        ``distributed`` client has GPU workers; its tasks carry the
+        ``{"GPU": 1}`` resource annotation.
+    precision
+        ``"auto"``: bf16 autocast on CUDA, fp32 on the CPU; or ``"fp32"``,
+        ``"bf16"``.
     nan
         ``"mask"`` (default): NaN pixels stay NaN in their output footprint
         and do not smear into their neighbours; ``"raise"``: NaN is an error.
@@ -197,7 +204,11 @@ def enhance(
         :func:`xrfsr_dask.consistency.refine` with weight ``refine_weight``:
         the output moves toward the Poisson likelihood of ``counts`` under
         the scan their metadata describe (``probe_fwhm_nm`` must be known),
-        staying near the network's output. 0 (default) skips it.
+        staying near the network's output. 0 (default) skips it;
+        ``"auto"`` stops each map where its deviance meets what Poisson
+        noise alone gives (the discrepancy principle; never more than
+        :data:`~xrfsr_dask.consistency.AUTO_MAX_ITERATIONS`), which is
+        the setting docs/enhance.md measures and recommends.
 
     Returns
     -------
@@ -215,6 +226,8 @@ def enhance(
     ValueError
         A negative halo, a tile or batch size below 1, or a ``scale`` the
         model does not have.
+    DeviceError
+        A malformed ``device``, or CUDA where there is none (see ``device``).
     NonFiniteCountsError
         NaN in the input with ``nan="raise"`` (when computed).
     """
@@ -224,8 +237,11 @@ def enhance(
         raise SchemaError(f"enhance takes maps or a projection series; got a {kind}. Enhance projections "
                           "before reconstructing.")
     check_options(tile=tile, halo=halo, batch_size=batch_size, nan=nan, precision=precision)
-    if not (isinstance(refine, int | np.integer) and not isinstance(refine, bool) and refine >= 0):
-        raise ValueError(f"refine must be a whole number of iterations >= 0 (0: none); got {refine!r}.")
+    device = _backend.check_device(device)
+    if refine != "auto" and not (isinstance(refine, int | np.integer) and not isinstance(refine, bool)
+                                 and refine >= 0):
+        raise ValueError(f"refine must be a whole number of iterations >= 0 (0: none) or 'auto' (stop each map "
+                         f"where its deviance meets what Poisson noise alone gives); got {refine!r}.")
     if not (isinstance(refine_weight, int | float | np.floating) and refine_weight >= 0):
         raise ValueError(f"refine_weight must be a number >= 0 (math.inf keeps the network's output); "
                          f"got {refine_weight!r}.")
@@ -235,11 +251,6 @@ def enhance(
         out = enhance(counts, model, scale=scale, halo=halo, tile=tile, batch_size=batch_size, device=device,
                       precision=precision, nan=nan)
         return refine_output(out, counts, iterations=refine, weight=refine_weight)
-    if str(device) != "auto":
-        try:
-            torch.device(device)
-        except RuntimeError as err:
-            raise ValueError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda[:N]'.") from err
     net, spec, choice = _model(model, kind)
     s = net.config.scale
     if scale is not None and scale != s:
@@ -264,8 +275,7 @@ def enhance(
     # One scale per map: the scales array is chunked like the leading dims.
     scales = scales.rechunk(data.chunks[:-2])
     out_chunks = (*data.chunks[:-2], tuple(c * s for c in data.chunks[-2]), tuple(c * s for c in data.chunks[-1]))
-    annotations = {"resources": {"GPU": 1}} if str(device).startswith("cuda") else {}
-    with dask.annotate(**annotations):
+    with dask.annotate(**_backend.gpu_annotations(device)):
         result = dsa.map_blocks(
             _enhance_block, overlapped, scales[(..., None, None)], chunks=out_chunks, dtype=np.float32,
             meta=np.empty((0,) * data.ndim, np.float32), spec=spec, depth=trim,
@@ -295,7 +305,7 @@ def enhance_to_zarr(
     device: str = "auto",
     precision: Literal["auto", "fp32", "bf16"] = "auto",
     nan: Literal["raise", "mask"] = "mask",
-    refine: int = 0,
+    refine: int | Literal["auto"] = 0,
     refine_weight: float = 1.0,
     check: bool = False,
     overwrite: bool = False,

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from xrfsr_dask import _backend
 from xrfsr_dask.errors import NonFiniteCountsError, XrfsrWarning
 from xrfsr_dask.model.data import map_scale
 from xrfsr_dask.model.rdn import RDN
@@ -36,13 +37,15 @@ _DEVICE_LOCKS: collections.defaultdict[str, threading.Lock] = collections.defaul
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"``: the first CUDA device when there is one, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={str(device)!r} was requested but torch sees no CUDA GPU; use device='cpu'.")
-    return device
+    """The torch device of :func:`xrfsr_dask._backend.resolve_device`: ``"auto"`` is the first GPU, else the CPU.
+
+    Raises
+    ------
+    xrfsr_dask.errors.DeviceError
+        Not ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``, or a GPU this
+        machine does not have.
+    """
+    return torch.device(_backend.resolve_device(device))
 
 
 def _windows(n: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
@@ -113,7 +116,7 @@ def predict(
     batch_size
         Tiles per network call.
     device
-        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda:0"``, ...
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     precision
         ``"auto"``: bf16 autocast on CUDA, fp32 on the CPU. ``"bf16"`` on a
         CPU without bf16 convolution kernels falls back to slow generic ones

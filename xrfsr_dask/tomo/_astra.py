@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from xrfsr_dask._backend import gpu_index
+
 __all__ = ["ALGORITHMS", "available", "reconstruct"]
 
 ALGORITHMS = {"fbp": "FBP", "sirt": "SIRT", "cgls": "CGLS", "mlem": "EM"}
@@ -30,7 +32,7 @@ def available(device: str, algorithm: str) -> str | None:
         import astra
     except ImportError:
         return "astra-toolbox is not installed (pip install astra-toolbox)"
-    if device == "cuda" and not astra.use_cuda():
+    if device.startswith("cuda") and not astra.use_cuda():
         return "ASTRA sees no CUDA GPU"
     if device == "cpu" and algorithm == "mlem":
         return "ASTRA's MLEM (EM) runs on a CUDA GPU only"
@@ -68,14 +70,17 @@ def reconstruct(
         sino = _centred(sino, -offset) if offset else sino
     elif offset:
         geometry = astra.geom_postalignment(geometry, -offset)
-    cuda = device == "cuda"
+    cuda = device.startswith("cuda")
     projector = astra.create_projector("cuda" if cuda else "linear", geometry, volume)
     config = astra.astra_dict(ALGORITHMS[algorithm] + ("_CUDA" if cuda else ""))
     config["ProjectorId"] = projector
     if algorithm == "fbp":
         config["FilterType"] = _FILTERS[filter_name]
+    options = {"GPUindex": gpu_index(device)} if cuda else {}
     if algorithm == "sirt":
-        config["option"] = {"MinConstraint": 0.0}
+        options["MinConstraint"] = 0.0
+    if options:
+        config["option"] = options
     out = np.empty((sino.shape[0], n, n), dtype=np.float32)
     sino_id = astra.data2d.create("-sino", geometry, 0.0)
     volume_id = astra.data2d.create("-vol", volume, 0.0)

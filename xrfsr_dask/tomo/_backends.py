@@ -12,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 
+from xrfsr_dask._backend import gpu_count, gpu_index
 from xrfsr_dask.tomo import _astra, _nufft
 
 __all__ = ["ALGORITHMS", "BACKENDS", "Algorithm", "BackendName", "available_backends", "choose", "run"]
@@ -44,10 +45,8 @@ def _why_not(name: str, algorithm: str, device: str) -> str | None:
         return _nufft.available(device)
     if name == "astra":
         return _astra.available(device, algorithm)
-    if device == "cuda":
-        import torch
-
-        return None if torch.cuda.is_available() else "torch sees no CUDA GPU"
+    if device.startswith("cuda") and gpu_index(device) >= gpu_count():
+        return f"torch sees no CUDA GPU {device}"
     return None
 
 
@@ -108,10 +107,12 @@ def run(
     """Reconstruct ``sino`` with backend ``name`` (already checked by :func:`choose`)."""
     sino = np.ascontiguousarray(sino, dtype=np.float32)
     if name == "nufft":
-        if device == "cuda":
+        if device.startswith("cuda"):
             import cupy
 
-            return cupy.asnumpy(_nufft.fbp(cupy.asarray(sino), theta_deg, center=center, n=n, filter_name=filter_name))
+            with cupy.cuda.Device(gpu_index(device)):
+                return cupy.asnumpy(_nufft.fbp(cupy.asarray(sino), theta_deg, center=center, n=n,
+                                               filter_name=filter_name))
         return _nufft.fbp(sino, theta_deg, center=center, n=n, filter_name=filter_name)
     if name == "astra":
         return _astra.reconstruct(

@@ -45,11 +45,12 @@ UPSAMPFAC = 1.25
 
 def available(device: str) -> str | None:
     """``None`` when the backend can run on ``device``, else why not."""
-    module = "cufinufft" if device == "cuda" else "finufft"
+    gpu = device.startswith("cuda")
+    module = "cufinufft" if gpu else "finufft"
     try:
         __import__(module)
     except ImportError:
-        extra = "pip install cufinufft (or '.[gpu]')" if device == "cuda" else "pip install finufft"
+        extra = "pip install cufinufft (or '.[gpu]')" if gpu else "pip install finufft"
         return f"{module} is not installed ({extra})"
     return None
 

@@ -35,6 +35,7 @@ from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 from tqdm.auto import tqdm
 
+from xrfsr_dask import _backend
 from xrfsr_dask._grid import coord_grid
 from xrfsr_dask.schema import add_provenance, kind_of, validate
 from xrfsr_dask.tomo import _nufft
@@ -157,6 +158,7 @@ def align(
     element: str | None = None,
     iterations: int = 10,
     tolerance_pixel: float = 0.05,
+    device: str = "auto",
     progress: bool = True,
 ) -> Alignment:
     """Align the projections of a series by centre of mass and projection matching.
@@ -174,6 +176,9 @@ def align(
         At most this many projection-matching iterations.
     tolerance_pixel
         Stop when no shift changes by more than this.
+    device
+        Where the re-projection of each iteration runs: ``"auto"`` (the GPU
+        when torch sees one), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     progress
         Show a progress bar over the iterations.
 
@@ -197,6 +202,7 @@ def align(
         raise ValueError(f"align needs a projection series (element, angle, y, x); got dims {series.dims}.")
     if iterations < 0:
         raise ValueError(f"iterations must be 0 or more; got {iterations}.")
+    device = _backend.resolve_device(device)
     n_det = series.sizes["x"]
     if isinstance(center, RotationCenter):
         center = center.pixel
@@ -212,7 +218,7 @@ def align(
     from xrfsr_dask.tomo._torch import Projector
 
     shifts = _centre_of_mass(images, theta, center)
-    projector = Projector(theta, n=n_det, n_det=n_det, center=center, device=torch.device("cpu"))
+    projector = Projector(theta, n=n_det, n_det=n_det, center=center, device=torch.device(device))
     updates: list[float] = []
     steps = tqdm(range(iterations), desc="aligning projections", unit="iteration", disable=not progress)
     for _ in steps:
@@ -220,7 +226,7 @@ def align(
         slices = _nufft.fbp(np.ascontiguousarray(aligned.transpose(1, 0, 2)), theta, center=center, n=n_det,
                             filter_name="shepp-logan")
         with torch.inference_mode():
-            model = projector.forward(torch.as_tensor(slices)).numpy().transpose(1, 0, 2)
+            model = projector.forward(torch.as_tensor(slices, device=device)).cpu().numpy().transpose(1, 0, 2)
         update = np.array([
             -phase_cross_correlation(model[a], aligned[a], upsample_factor=20, normalization=None)[0]
             for a in range(len(theta))
@@ -239,6 +245,7 @@ def align(
     parameters = {
         "center_pixel": center,
         "element": element,
+        "device": device,
         "iterations": len(updates),
         "shift_px": shifts.round(4).tolist(),
     }

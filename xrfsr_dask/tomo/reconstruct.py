@@ -17,6 +17,7 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
+from xrfsr_dask import _backend
 from xrfsr_dask._grid import coord_grid
 from xrfsr_dask.errors import NonFiniteCountsError, SchemaError
 from xrfsr_dask.io.store import WriteSummary, open_xrf, save
@@ -34,16 +35,6 @@ DEFAULT_ITERATIONS = {"sirt": 100, "mlem": 50, "cgls": 20}
 
 BLOCK_BYTES = 16 * 2**20
 """Target size of one task's sinogram block (float32)."""
-
-
-def _device(device: str) -> str:
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device={device!r} is not one of ('auto', 'cpu', 'cuda').")
-    return device
 
 
 def _check_block(block: np.ndarray, *, elements: np.ndarray, angles: np.ndarray, rows: np.ndarray) -> None:
@@ -102,7 +93,7 @@ def reconstruct(
     iterations: int | None = None,
     filter_name: FilterName = "shepp-logan",
     slices_per_chunk: int | None = None,
-    device: Literal["auto", "cpu", "cuda"] = "auto",
+    device: str = "auto",
 ) -> xr.DataArray:
     """Reconstruct every element's volume from a projection series, lazily.
 
@@ -134,8 +125,9 @@ def reconstruct(
     slices_per_chunk
         Rows ``y`` per task; default about 16 MiB of sinogram per task.
     device
-        ``"cuda"`` runs on a GPU (tasks carry the ``GPU`` resource), ``"auto"``
-        picks it when torch sees one.
+        ``"auto"`` (the GPU when torch sees one), ``"cpu"``, ``"cuda"`` or
+        ``"cuda:N"``; resolved and checked on this machine before anything
+        runs. CUDA tasks carry the ``GPU`` resource.
 
     Returns
     -------
@@ -181,7 +173,7 @@ def reconstruct(
         iterations = DEFAULT_ITERATIONS[algorithm] if iterations is None else int(iterations)
         if iterations < 1:
             raise ValueError(f"iterations must be at least 1; got {iterations}.")
-    device = _device(device)
+    device = _backend.resolve_device(device)
     name = _backends.choose(backend, algorithm, device)
     _, n_angles, n_rows, n_det = projections.shape
     if n_angles < 2:
@@ -209,8 +201,7 @@ def reconstruct(
         "filter_name": filter_name,
         "device": device,
     }
-    annotations = {"resources": {"GPU": 1}} if device == "cuda" else {}
-    with dask.annotate(**annotations):
+    with dask.annotate(**_backend.gpu_annotations(device)):
         volume = sinograms.map_blocks(
             _block,
             elements=np.asarray(projections.element.values),
@@ -265,7 +256,7 @@ def reconstruct_to_zarr(
     iterations: int | None = None,
     filter_name: FilterName = "shepp-logan",
     slices_per_chunk: int | None = None,
-    device: Literal["auto", "cpu", "cuda"] = "auto",
+    device: str = "auto",
     overwrite: bool = False,
     resume: bool = False,
     storage_options: Mapping[str, Any] | None = None,
