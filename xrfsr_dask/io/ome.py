@@ -581,7 +581,9 @@ def _fill(data: xr.DataArray, kind: str, url: str, fs: Any, root: str, plan: lis
             {"write_empty_chunks": True}
         )
         write = dask.delayed(functools.partial(_write_block, array=array), pure=False)
-        blocks = level.to_delayed()
+        # Unoptimised, so that the levels share the tasks of the blocks they are binned from:
+        # optimised graphs fuse those into each consumer, which would read the source once per level.
+        blocks = level.to_delayed(optimize_graph=False)
         total += blocks.size
         for index in np.ndindex(blocks.shape):
             if (step["path"], index) not in done:
