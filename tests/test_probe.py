@@ -9,6 +9,7 @@ import xarray as xr
 from scipy.optimize import curve_fit
 from scipy.special import erf
 
+from xrfsr_dask import _gaussfit
 from xrfsr_dask.probe import (
     FWHM_PER_SIGMA,
     STATUS,
@@ -231,6 +232,32 @@ def test_batch_larger_than_one_working_set_equals_separate_calls():
     split = fit_probe(images, pixel_nm=5.0)  # 1200 x 32 x 32 pixels: several solver batches
     single = xr.concat([fit_probe(images[i : i + 400], pixel_nm=5.0) for i in (0, 400, 800)], "image")
     np.testing.assert_allclose(split.fwhm_nm, single.fwhm_nm, rtol=1e-12)
+
+
+@pytest.mark.parametrize("errors", ["robust", "uniform"])
+def test_compiled_cpu_fit_equals_the_batched_solver(errors):
+    # The CPU kernel (one image at a time) and the batched solver that CuPy runs, both on NumPy here:
+    # the same algorithm, so the same estimates, errors and iteration counts to rounding.
+    images, _ = _noisy_probes((70.0, 45.0), 5.0, 40, size=32, angle=25.0, peak=3000.0, seed=21)
+    images[3, 5, 6] = np.inf
+    images[4] = 7.0
+    images[5, 0, 9] = 1e9
+    axis = np.arange(32) - 15.5
+    options = {"kind": "probe", "max_iter": 200, "xtol": 1.49012e-8, "ftol": 1.49012e-8, "errors": errors}
+    compiled = _gaussfit.fit_arrays(images, [axis, axis], single=False, **options)
+    status = _gaussfit._screen(np, images, peaked=True)
+    good = status == 0
+    start = _gaussfit._start2d(np, images[good], axis, axis)
+    options.pop("kind")
+    batched = _gaussfit.solve_batched(np, images[good].reshape(good.sum(), -1), start, [axis, axis],
+                                      kind="probe", **options)
+    assert [STATUS[int(code)] for code in compiled[3:6, 16]] == ["non_finite_input", "no_peak", "peak_at_border"]
+    expected = status.astype(np.float64)
+    expected[good] = batched[:, 16]
+    np.testing.assert_array_equal(compiled[:, 16], expected)
+    np.testing.assert_allclose(compiled[good, :15], batched[:, :15], rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(compiled[good, 15], batched[:, 15])  # iterations
+    assert np.isnan(compiled[~good, :15]).all()
 
 
 def test_gaussian_line_spread():
