@@ -176,3 +176,34 @@ def test_fsc_command_warns_when_both_stores_were_enhanced(tmp_path):
         runner.invoke(app, ["fsc", a, b, "--figure", str(tmp_path / "frc.png"), "--overwrite", "--json"]).stdout
     )
     assert len(printed["warnings"]) == 1 and "reproducible" in printed["warnings"][0]
+
+
+def test_export_to_ome_zarr_local_and_s3(tmp_path, s3_bucket):
+    from xrfsr_dask import open_pyramid, save, xrf_maps
+
+    counts = np.random.default_rng(2).poisson(10.0, size=(2, 20, 24)).astype(np.float32)
+    maps = xrf_maps(counts, elements=["Ni_K", "Co_K"], step_nm=50.0)
+    src = str(tmp_path / "m.zarr")
+    save(maps, src, progress=False)
+    dst = str(tmp_path / "m.ome.zarr")
+    result = runner.invoke(app, ["export", src, dst, "--chunks", "y=8,x=8", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    # levels 20 x 24 -> 10 x 12 -> 5 x 6: 2 * (3 * 3 + 2 * 2 + 1)
+    assert f"{dst}: 28 chunks written, 0 already present; complete." in result.output
+    levels = open_pyramid(dst)
+    np.testing.assert_array_equal(levels[0].values, counts)
+    np.testing.assert_array_equal(levels[2].values.sum(axis=(1, 2)), counts.sum(axis=(1, 2)))
+    again = runner.invoke(app, ["export", src, dst])
+    assert again.exit_code == 2 and "already exists; pass overwrite=True (--overwrite)" in again.output
+    wrong = runner.invoke(app, ["export", src, str(tmp_path / "x"), "--format", "tiff"])
+    assert wrong.exit_code == 2 and "unknown format 'tiff'" in wrong.output
+
+    prefix, options = s3_bucket
+    opts = [a for k, v in options.items() for a in ("-o", f"{k}={v}")]
+    s3_src, url = f"{prefix}/m.zarr", f"{prefix}/m.ome.zarr"
+    save(maps, s3_src, storage_options=options, progress=False)
+    result = runner.invoke(app, ["export", s3_src, url, "--chunks", "y=8,x=8", "--shards", "y=16,x=16",
+                                 "--downsample", "mean", "--no-progress", *opts])
+    assert result.exit_code == 0, result.output
+    coarse = open_pyramid(url, storage_options=options)[-1]
+    np.testing.assert_allclose(coarse.values[:, 0, 0], counts[:, :4, :4].mean(axis=(1, 2)), rtol=1e-6)
