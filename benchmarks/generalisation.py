@@ -35,7 +35,8 @@ step), times the flux scale. Every method puts its estimate on that grid:
   or ``--models``), through the public path
   ``xrfsr_dask.enhance.enhance(lr, model=name).compute()``; with
   ``--refine N[,W]`` also each model's output refined towards the
-  measurement (``enhance(..., refine=N, refine_weight=W)``), as its own row.
+  measurement (``enhance(..., refine=N, refine_weight=W)``; ``N`` may be
+  ``auto``), as its own row.
 
 The oracle choices favour the baselines: they use the truth no user has.
 
@@ -170,13 +171,13 @@ REFINED = " + refine "
 """Joins a model's name and its refinement in a method label: ``NAME + refine N (weight W)``."""
 
 
-def _variant(label: str) -> tuple[str, int, float]:
-    """``(model, refine iterations, refine weight)`` of a method label."""
+def _variant(label: str) -> tuple[str, int | str, float]:
+    """``(model, refine iterations or "auto", refine weight)`` of a method label."""
     if REFINED not in label:
         return label, 0, 1.0
     model, _, rest = label.partition(REFINED)
     iterations, _, weight = rest.partition(" (weight ")
-    return model, int(iterations), float(weight.rstrip(")"))
+    return model, iterations if iterations == "auto" else int(iterations), float(weight.rstrip(")"))
 
 
 def _summary(per_map: dict[str, list]) -> dict:
@@ -319,7 +320,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=None, help="HR map side in pixels (default 512; 256 with --quick)")
     parser.add_argument("--models", nargs="*", default=None, help="model names or paths (default: every bundled one)")
     parser.add_argument("--refine", nargs="*", default=[], metavar="N[,WEIGHT]",
-                        help="also each model refined by N MAP-EM iterations (enhance(refine=N, refine_weight=WEIGHT))")
+                        help="also each model refined by N MAP-EM iterations or N=auto (stopped by the discrepancy "
+                             "principle): enhance(refine=N, refine_weight=WEIGHT)")
     parser.add_argument("--quick", action="store_true", help="one seed, 256 x 256: a smoke run")
     parser.add_argument("--output", default=None, help="JSON lines file, '-' for standard output "
                         "(default benchmarks/results/generalisation-cpu.jsonl; with --quick, in the temporary folder)")
@@ -340,7 +342,8 @@ def main() -> None:
     models = scale2_models(args.models)
     for spec in args.refine:
         iterations, _, weight = spec.partition(",")
-        models += [f"{name}{REFINED}{int(iterations)} (weight {float(weight or 1.0):g})" for name in list(models)
+        count = iterations if iterations == "auto" else int(iterations)
+        models += [f"{name}{REFINED}{count} (weight {float(weight or 1.0):g})" for name in list(models)
                    if REFINED not in name]
     seeds = [SPLIT_OFFSETS["test"] + k for k in range(seeds_n)]
     warnings.simplefilter("ignore", category=RuntimeWarning)

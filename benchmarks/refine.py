@@ -7,7 +7,9 @@ nm FWHM, step 50 nm, fly scan along x, Poisson noise, at two flux scales
 (0.5: about 1000 Ni counts per scan pixel in dense grains; 0.05: about 100).
 Each scan is enhanced by the bundled default model (``enhance(lr)``, whatever
 model is bundled) and then refined with :func:`xrfsr_dask.consistency.refine`
-for N = 0, 5, 20, 50 iterations at two weights; bicubic interpolation of the
+for N = 0, 5, 20, 50 iterations and ``"auto"`` (each map stopped by the
+discrepancy principle; ``stopped_at`` gives the mean updates taken) at two
+weights; bicubic interpolation of the
 LR map, refined the same way, is the baseline. The truth is the noise-free
 phantom averaged over each output pixel (``model.data._binned``).
 
@@ -45,7 +47,7 @@ from xrfsr_dask.model.rdn import upsample_bicubic
 
 HR_PIXEL_NM, STEP_NM, PROBE_NM, SCALE = 5.0, 50.0, 60.0, 2
 COUNT_SCALES = (0.5, 0.05)
-ITERATIONS = (0, 5, 20, 50)
+ITERATIONS = (0, 5, 20, 50, "auto")
 WEIGHTS = (0.1, 1.0)
 
 
@@ -104,7 +106,11 @@ def quality(phantoms: int, model_name: str | None, family: str = "nmc") -> list[
                         refined = refine(x0, lr, iterations=n, weight=weight).compute()
                         key = (start_name, n, weight if n else None)
                         times[key] = times.get(key, 0.0) + time.perf_counter() - start
-                        rows.setdefault(key, []).append(_scores(refined, truth, lr))
+                        scores = _scores(refined, truth, lr)
+                        if n == "auto":
+                            stops = refined.attrs["provenance"][-1]["parameters"]["stopped_at"]
+                            scores["stopped_at"] = float(np.mean(list(stops.values())))
+                        rows.setdefault(key, []).append(scores)
         for (start_name, n, weight), scores in rows.items():
             line = {
                 "bench": "refine", "family": family, "start": start_name, "model": model if start_name == "RDN" else None,

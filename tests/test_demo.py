@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from xrfsr_dask import open_xrf, store_status
 from xrfsr_dask.cli import app
+from xrfsr_dask.consistency import AUTO_MAX_ITERATIONS
 from xrfsr_dask.demo import AREA_UNITS, MODEL, OPTICS, REFINE_ITERATIONS, VOLUME_UNITS
 from xrfsr_dask.errors import XrfsrWarning
 from xrfsr_dask.model import load_model
@@ -154,6 +155,8 @@ def test_consistency_numbers_are_recorded_and_sane(demo):
     for optic in OPTICS:
         check = results["optics"][optic.name]["consistency"]
         assert check["refine_iterations"] == REFINE_ITERATIONS and check["projections"] == min(16, ANGLES)
+        stops = check["refine_stops"]
+        assert 0 <= stops["min"] <= stops["shown"] <= stops["max"] <= AUTO_MAX_ITERATIONS
         for name in ("truth", "hr", "refined"):
             assert math.isfinite(check["mean_deviance"][name]) and check["mean_deviance"][name] > 0
             assert 0.8 < check["count_ratio"][name] < 1.2
@@ -183,7 +186,7 @@ def test_report_has_the_consistency_figure_table_and_truth_slices(demo):
         assert f"HR {check['mean_deviance']['hr']:.3f}" in page
         assert f"refined {check['total_count_ratio']['refined']:.4f}" in page
         assert f"{check['edge_overshoot_percent']['hr']:+.1f} %" in page
-    assert f"enhance(..., refine={REFINE_ITERATIONS})" in page
+    assert f"enhance(..., refine={REFINE_ITERATIONS!r})" in html.unescape(page)
     # S5 has a ground-truth row beside LR and HR, on one physical scale; S5, S6 and C1 state the units.
     assert "ground truth averaged onto the HR voxels" in page and "counts per (10 nm)³" in page
     s5 = imread(out / "report" / "S5.png")

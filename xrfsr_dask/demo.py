@@ -89,11 +89,11 @@ AREA_UNITS = "counts / (10 nm)²"
 """The one scale of every projection, map and profile in the report: counts per 100 nm² of projected area."""
 VOLUME_UNITS = "counts / (10 nm)³"
 """The one scale of every volume in the report (slices, PSD): counts per 1000 nm³ of sample."""
-REFINE_ITERATIONS = 10
-"""``N`` of the refinement the demo shows (``enhance(..., refine=N)``). Every run refines one projection
-:data:`REFINE_LADDER` times (``refine_ladder`` in ``results.json``) and the report says where the mean
-deviance stops changing: within about five updates for the bundled models measured, so ten are converged
-and more only cost time."""
+REFINE_ITERATIONS = "auto"
+"""The refinement the demo shows (``enhance(..., refine="auto")``): each projection and element stops where
+its deviance meets what Poisson noise alone gives (``refine_stops`` in ``results.json`` has the updates
+taken). Every run also refines one projection :data:`REFINE_LADDER` times (``refine_ladder``), so the
+report shows where a fixed ``N`` would have put the deviance."""
 REFINE_LADDER = (0, 1, 2, 5, 10, 20, 40)
 """Refinement iterations tried on the projection shown, to show where the deviance settles."""
 CHECK_PROJECTIONS = 16
@@ -282,7 +282,9 @@ def _consistency_check(optic: Optic, measured: xr.DataArray, enhanced: xr.DataAr
     is the fitted one, as on a beamline.
     """
     element = PROFILE_ELEMENT
-    refined = refine(enhanced, measured, iterations=REFINE_ITERATIONS, probe=probe).compute()
+    refined = refine(enhanced, measured, iterations=REFINE_ITERATIONS, probe=probe)
+    stops = np.asarray(refined.attrs["provenance"][-1]["parameters"]["stopped_at"][element], float)
+    refined = refined.compute()
     variants = {"truth": truth, "hr": enhanced, "refined": refined}
     checks = {name: consistency(data, measured, probe=probe).compute() for name, data in variants.items()}
     ratio = TRUTH_PER_STEP // 2
@@ -331,6 +333,8 @@ def _consistency_check(optic: Optic, measured: xr.DataArray, enhanced: xr.DataAr
             "projections": int(measured.sizes["angle"]),
             "angles_deg": [float(a) for a in measured.angle.values],
             "refine_iterations": REFINE_ITERATIONS,
+            "refine_stops": {"min": float(stops.min()), "mean": float(stops.mean()), "max": float(stops.max()),
+                             "shown": float(stops[shown])},
             "probe_fwhm_nm": list(probe.fwhm_pair_nm),
             "mean_deviance": {name: float(c.mean_deviance.sel(element=element).mean()) for name, c in checks.items()},
             "expected_mean_deviance": {name: float(c.expected_mean_deviance.sel(element=element).mean())
@@ -448,7 +452,7 @@ def _optic_run(optic: Optic, out: Path, settings: dict[str, Any], stages: _Stage
 
     check = stages.run(
         f"{optic.name}: check {compared.size} enhanced projections of dataset a against the measured counts, "
-        f"refine them (N = {REFINE_ITERATIONS}) and check again", check_a)
+        f"refine them (refine={REFINE_ITERATIONS!r}) and check again", check_a)
 
     volumes: dict[str, xr.DataArray] = {}
     shifts: dict[str, float] = {}

@@ -148,7 +148,7 @@ def _consistency_row(axes: Sequence[Any], run: OpticRun) -> None:
     """One optic's row of :func:`consistency_figure`."""
     check, optic = run.check, run.optic
     numbers = check["numbers"]
-    element, n = check["element"], numbers["refine_iterations"]
+    element, refined_label = check["element"], _refined_label(numbers)
     measured = check["measured"]
     _image(axes[0], measured, f"{optic.name}: measured LR {element} at {check['angle_deg']:g}°, "
            f"{optic.step_nm:g} nm steps", label=f"{element} ({measured.attrs['units']})")
@@ -161,7 +161,7 @@ def _consistency_row(axes: Sequence[Any], run: OpticRun) -> None:
     top = max(3.0, float(np.nanpercentile(values, 99.5)))
     for ax, (name, deviance) in zip(axes[1:3], maps.items(), strict=True):
         shown = check["shown"][name]
-        which = "HR (network)" if name == "hr" else f"refined HR (N = {n})"
+        which = "HR (network)" if name == "hr" else refined_label
         _image(ax, deviance, f"{which}: Poisson deviance, mean {shown['mean_deviance']:.2f}\n"
                f"(Poisson noise alone: {shown['expected_mean_deviance']:.2f})",
                label="deviance per scan pixel (dimensionless)", cmap="magma", vmin=0.0, vmax=top)
@@ -174,7 +174,7 @@ def _consistency_row(axes: Sequence[Any], run: OpticRun) -> None:
     for name in ("truth", "lr", "hr", "refined"):
         profile = check["profiles"][name]
         keep = (profile.x.values >= window[0]) & (profile.x.values <= window[1])
-        label = _VARIANTS[name] if name != "refined" else f"refined HR (N = {n})"
+        label = _VARIANTS[name] if name != "refined" else refined_label
         if name in overshoot:
             label += f": rim {overshoot[name]:+.1f} % of the step"
         ax.plot(profile.x.values[keep], profile.values[keep], label=label, **_PROFILE_STYLE[name])
@@ -204,7 +204,8 @@ def _consistency_row(axes: Sequence[Any], run: OpticRun) -> None:
     ax.plot(steps, [entry["mean_deviance"] for entry in ladder], "o-", color="C3", label="mean deviance")
     ax.plot(steps, [entry["expected_mean_deviance"] for entry in ladder], ":", color="C3",
             label="Poisson noise alone")
-    ax.axvline(n, color="0.5", linewidth=0.8, label=f"N = {n}, shown")
+    shown_stop = numbers["refine_stops"]["shown"]
+    ax.axvline(shown_stop, color="0.5", linewidth=0.8, label=f"refine='auto' stopped here (N = {shown_stop:.2f})")
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlabel("refinement iterations N")
     ax.set_ylabel("mean deviance per scan pixel (dimensionless)", color="C3")
@@ -275,7 +276,7 @@ def _comparison_rows(runs: Sequence[OpticRun]) -> list[tuple[str, str, str, str,
         c = n["consistency"]
         dev, expect, total = c["mean_deviance"], c["expected_mean_deviance"], c["total_count_ratio"]
         rows += [
-            (f"mean Poisson deviance against the measured counts, HR | refined HR (N = {c['refine_iterations']}); "
+            (f"mean Poisson deviance against the measured counts, HR | {_refined_label(c)}; "
              "in brackets: Poisson noise alone", name, "— (not measured)",
              f"HR {dev['hr']:.3f} ({expect['hr']:.3f}) | refined {dev['refined']:.3f} ({expect['refined']:.3f})",
              f"{dev['truth']:.3f} ({expect['truth']:.3f})"),
@@ -290,7 +291,7 @@ def _consistency_rows(run: OpticRun) -> list[list[str]]:
     rows = []
     for name in ("truth", "hr", "refined"):
         label = {"truth": "ground truth (reference)", "hr": "HR (network)",
-                 "refined": f"refined HR (N = {c['refine_iterations']})"}[name]
+                 "refined": _refined_label(c)}[name]
         overshoot = c["edge_overshoot_percent"].get(name)
         rows.append([
             run.optic.name, label, f"{c['mean_deviance'][name]:.3f}", f"{c['expected_mean_deviance'][name]:.3f}",
@@ -329,10 +330,20 @@ def _settled(optics: Sequence[OpticRun]) -> str:
                        if all(abs(v - values[-1]) <= 0.02 * span for v in values[k:]))
         latest = max(latest, settled)
         parts.append(f"{o.optic.name}: the mean deviance is within 2 % of its final change by N = {settled}")
-    n = optics[0].numbers["consistency"]["refine_iterations"]
-    verdict = (f"N = {n} is past that, and more iterations only cost time." if latest <= n else
-               f"N = {n} stops short of that: this model's output needs more iterations to settle.")
+    stops = "; ".join(f"{o.optic.name}: {_refined_label(o.numbers['consistency'], short=True)} (mean "
+                      f"{o.numbers['consistency']['refine_stops']['mean']:.2f})" for o in optics)
+    verdict = (f"refine='auto' stopped each projection where its deviance met the noise's, after {stops} "
+               "updates (fractional: the last update is taken in part).")
     return "; ".join(parts) + ". " + verdict
+
+
+def _refined_label(consistency: dict[str, Any], *, short: bool = False) -> str:
+    """How the refined maps were made, from a run's consistency numbers: ``refined HR (auto, N = a–b)``."""
+    stops = consistency["refine_stops"]
+    span = (f"N = {stops['min']:.2f}" if stops["min"] == stops["max"]
+            else f"N = {stops['min']:.2f}–{stops['max']:.2f}")
+    text = f"{consistency['refine_iterations']}, {span}"
+    return text if short else f"refined HR ({text})"
 
 
 def _fsc_html(optics: Sequence[OpticRun]) -> str:
@@ -360,7 +371,7 @@ def _fsc_html(optics: Sequence[OpticRun]) -> str:
         checks.append(
             f"{o.optic.name}: HR deviance {dev['hr']:.3f} (noise alone {exp['hr']:.3f}), {verdict}; count ratio "
             f"{c['count_ratio']['hr']:.4f}, rim overshoot {c['edge_overshoot_percent']['hr']:+.1f} %; refined "
-            f"(N = {c['refine_iterations']}) {dev['refined']:.3f} (noise alone {exp['refined']:.3f}), {fit}, and its "
+            f"({_refined_label(c, short=True)}) {dev['refined']:.3f} (noise alone {exp['refined']:.3f}), {fit}, and its "
             f"error against the truth {trend} from {err['hr']:.1f} % to {err['refined']:.1f} %")
     return f"""<p><b>What the FSC between two enhanced datasets shows.</b> How reproducibly the network maps
 two independent scans of one sample (their own noise, drift, jitter and interleaved angles) onto the fine
@@ -541,7 +552,7 @@ def write_report(run: DemoRun, folder: str | Path) -> Path:
                              f"ground truth {o.optic.truth_voxel_nm:g} nm voxels" for o in optics)],
         ["model", f"{model_name} ({card['parameters']} parameters, weights sha256 {card['weights_sha256'][:16]}…)"],
         ["consistency check", (f"{settings.get('check_projections')} projections of dataset a, fitted probe; "
-                               f"refinement N = {settings.get('refine_iterations')}, weight 1")],
+                               f"refinement {settings.get('refine_iterations')!r} (discrepancy principle), weight 1")],
         ["reconstruction", (f"{settings['algorithm'].upper()} (xrfsr_dask.tomo, NUFFT backend), after "
                             "projection-matching alignment of the LR series; the same nm shifts applied to HR")],
         ["seed", str(settings["seed"])],
@@ -605,11 +616,13 @@ maximum) in every projection checked is binned by its distance from the outline;
 the truth, averaged per distance, is divided by the step height (the truth's mean one to two scan steps
 inside), and the overshoot is its largest value within two scan steps inside (the inset of figure C1 shows
 the whole curve); the truth is the reference, 0. The
-refined maps are what <code>enhance(..., refine={c0['refine_iterations']})</code> returns:
-{c0['refine_iterations']} MAP-EM updates toward the Poisson likelihood of the measurement with weight 1
-(<code>xrfsr_dask.consistency.refine</code>, run on the stored network output). Why
-N = {c0['refine_iterations']}: the last panel of figure C1 refines the projection shown
-{", ".join(str(e["iterations"]) for e in c0["refine_ladder"])} times; {html.escape(_settled(optics))}</p>
+refined maps are what <code>enhance(..., refine={c0['refine_iterations']!r})</code> returns:
+MAP-EM updates toward the Poisson likelihood of the measurement with weight 1
+(<code>xrfsr_dask.consistency.refine</code>, run on the stored network output), each projection and element
+stopped where its mean deviance meets what Poisson noise alone gives (the discrepancy principle): a map
+refined further would fit the noise. The last panel of figure C1 refines the projection shown
+{", ".join(str(e["iterations"]) for e in c0["refine_ladder"])} times for comparison;
+{html.escape(_settled(optics))}</p>
 <h2>Units</h2>
 <p>Every map, profile and volume in figures S5, S6 and C1 is on one physical scale, so LR, HR and the ground
 truth compare directly. The simulated scan records at each point the counts of a column one ground-truth
