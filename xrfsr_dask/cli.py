@@ -478,7 +478,7 @@ def fsc(
 @app.command()
 def train(
     out: Annotated[Path, typer.Argument(help="Folder of the run: settings, checkpoint, log.csv, final model.")],
-    preset: Annotated[str, typer.Option(help="Architecture: small, paper or tiny.")] = "small",
+    preset: Annotated[str, typer.Option(help="Architecture: small, medium, paper or tiny.")] = "small",
     scale: Annotated[int, typer.Option(help="Output grid refinement: 1, 2, 3 or 4.")] = 2,
     epochs: Annotated[int, typer.Option(help="Number of epochs.")] = 40,
     steps_per_epoch: Annotated[int, typer.Option(help="Adam steps per epoch.")] = 50,

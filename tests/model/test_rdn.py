@@ -62,8 +62,10 @@ def test_unknown_preset_and_bad_config_are_named():
 
 
 def test_presets_are_named_configs():
-    assert set(PRESETS) == {"paper", "small", "tiny"}
+    assert set(PRESETS) == {"paper", "medium", "small", "tiny"}
     assert all(c.scale == 2 for c in PRESETS.values())
+    sizes = [sum(p.numel() for p in build_rdn(name).parameters()) for name in ("tiny", "small", "medium", "paper")]
+    assert sizes == sorted(sizes) and 2 < sizes[2] / sizes[1] < 2.5
 
 
 @settings(max_examples=30, deadline=None)
