@@ -8,7 +8,15 @@ import pytest
 import xarray as xr
 
 from xrfsr_dask import SchemaError, add_provenance, validate, xrf_maps, xrf_volume
-from xrfsr_dask.schema import counts_dtype, emission_energy_kev, kind_of
+from xrfsr_dask.schema import (
+    NAN_POLICIES,
+    check_nan_policy,
+    counts_dtype,
+    emission_energy_kev,
+    emission_lines,
+    flux_factor,
+    kind_of,
+)
 
 
 def maps(**kwargs):
@@ -142,8 +150,58 @@ def test_validate_refuses_radian_angles():
     da.angle.attrs["units"] = "rad"
     with pytest.raises(SchemaError, match=r"radians.*numpy.rad2deg"):
         validate(da)
-    with pytest.raises(SchemaError, match=r"typical range in radians"):
+    with pytest.raises(SchemaError, match=r"the 10 angles look like radians .*numpy\.rad2deg"):
         xrf_maps(counts, elements=["Ni_K"], step_nm=10, angles=np.linspace(0, np.pi, 10))
+    # Eight angles over [0, pi): a span of 7/8 pi, which the older check let through as degrees.
+    eight = np.zeros((1, 8, 2, 2))
+    with pytest.raises(SchemaError, match=r"the 8 angles look like radians \(all within ±2π, 0 to 2\.749"):
+        xrf_maps(eight, elements=["Ni_K"], step_nm=10, angles=np.linspace(0, np.pi, 8, endpoint=False))
+    # The same angles in degrees, and a few small angles, are degrees.
+    assert xrf_maps(eight, elements=["Ni_K"], step_nm=10, angles=np.linspace(0, 180, 8, endpoint=False)).sizes[
+        "angle"] == 8
+    assert xrf_maps(counts[:, :3], elements=["Ni_K"], step_nm=10, angles=[0.0, 1.0, 2.0]).sizes["angle"] == 3
+
+
+def test_steps_written_in_micrometres_are_refused_with_the_fix():
+    with pytest.raises(SchemaError, match=r"attrs\['step_nm'\] = \[0\.05, 0\.05\] nm is finer than 0\.5 nm.*"
+                                          r"multiplying by 1000 \(step_nm=\[50\.0, 50\.0\]\)"):
+        xrf_maps(np.ones((1, 4, 4)), elements=["Ni_K"], step_nm=0.05)
+    with pytest.raises(SchemaError, match=r"voxel_nm.*finer than 0\.5 nm"):
+        xrf_volume(np.ones((1, 2, 2, 2)), elements=["Ni_K"], voxel_nm=0.01)
+    assert xrf_maps(np.ones((1, 4, 4)), elements=["Ni_K"], step_nm=0.5).attrs["step_nm"] == [0.5, 0.5]
+
+
+def test_validate_names_the_kind_the_caller_takes():
+    da = maps()
+    assert validate(da, "maps") is da and validate(da, ("maps", "series"), caller="enhance") is da
+    with pytest.raises(SchemaError, match=r"^align takes a projection series \('element', 'angle', 'y', 'x'\); "
+                                          r"got maps with dims \('element', 'y', 'x'\)\.$"):
+        validate(da, "series", caller="align")
+    with pytest.raises(SchemaError, match=r"project takes an xarray\.DataArray named 'counts' \(a volume .*\); "
+                                          r"got ndarray\. Make one with"):
+        validate(da.values, "volume", caller="project")
+    with pytest.raises(ValueError, match=r"kind must be among \('maps', 'series', 'volume'\); got \['map'\]"):
+        validate(da, "map")
+
+
+def test_one_flux_normalisation_for_arrays_and_labeled_data():
+    flux = np.array([2.0, 1.0, 0.0, 1.0])
+    np.testing.assert_allclose(flux_factor(flux), [2 / 3, 4 / 3, np.nan, 4 / 3])
+    labeled = flux_factor(xr.DataArray(flux, dims="angle"))
+    np.testing.assert_allclose(labeled.values, flux_factor(flux))
+
+
+def test_nan_policies_share_one_vocabulary():
+    assert check_nan_policy("mask", ("raise", "mask")) == "mask"
+    with pytest.raises(ValueError, match=r"nan must be one of \('raise', 'mask'\); got 'fill'\. "
+                                         r"\('raise': non-finite"):
+        check_nan_policy("fill", ("raise", "mask"))
+    assert set(NAN_POLICIES) == {"raise", "keep", "mask", "interpolate", "zero"}
+
+
+def test_bare_symbols_with_several_lines_are_listed():
+    assert emission_lines("Mo") == {"K": 17.479, "L": 2.293}
+    assert emission_lines("Fe") == {"K": 6.404}
 
 
 def test_validate_refuses_repeated_elements_and_angles():
@@ -182,3 +240,14 @@ def test_provenance_appends_without_mutating():
     assert record["parameters"] == {"path": "/x", "n": 3, "nan": "nan", "shape": [1, 2]}
     assert record["version"].startswith("xrfsr_dask ")
     xr.testing.assert_equal(out, da)
+
+
+@pytest.mark.parametrize("name", ["align", "find_center", "normalize", "reconstruct", "project"])
+def test_every_public_function_refuses_the_wrong_kind_with_a_schema_error(name):
+    from xrfsr_dask import tomo
+
+    wrong = maps() if name != "project" else xrf_maps(np.ones((1, 3, 4, 5)), elements=["Ni_K"], step_nm=10,
+                                                      angles=[0, 60, 120])
+    wanted = "a volume" if name == "project" else "a projection series"
+    with pytest.raises(SchemaError, match=rf"^{name} takes {wanted} "):
+        getattr(tomo, name)(wrong, **({"angles": [0.0]} if name == "project" else {}))

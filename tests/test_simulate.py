@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from xrfsr_dask import xrf_maps, xrf_volume
+from xrfsr_dask import SchemaError, xrf_maps, xrf_volume
 from xrfsr_dask.phantoms import nmc_particle
 from xrfsr_dask.probe import FWHM_PER_SIGMA, GaussianProbe
 from xrfsr_dask.simulate import probe_kernel, simulate_scan, spectrum_cube
@@ -143,7 +143,8 @@ def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="fwhm_nm must be one positive number"):
         simulate_scan(hr, step_nm=50.0, probe=0.0)
     volume = xrf_volume(np.ones((1, 4, 40, 40)), elements=["Ni_K"], voxel_nm=10.0)
-    with pytest.raises(ValueError, match="not a volume; project it first"):
+    with pytest.raises(SchemaError, match=r"simulate_scan takes maps .* got a volume .* Project a volume first "
+                                          r"\(xrfsr_dask\.tomo\.project\)"):
         simulate_scan(volume, step_nm=50.0, probe=60.0)
 
 

@@ -8,10 +8,18 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-__all__ = ["STEP_RTOL", "coord_grid", "grid_nm", "per_axis"]
+__all__ = ["STEP_RTOL", "coord_grid", "grid_nm", "length_units_hint", "per_axis"]
 
 STEP_RTOL = 1e-3
-"""Relative tolerance within which coordinate steps count as equal."""
+"""Relative tolerance within which coordinate steps count as equal (and agree with ``step_nm``)."""
+
+_TO_NM = {"um": 1000, "µm": 1000, "micron": 1000, "mm": 1e6, "m": 1e9, "Å": 0.1, "angstrom": 0.1}
+
+
+def length_units_hint(units: object) -> str:
+    """`` (multiply by 1000)`` for positions in µm, and so on; empty for units it does not know."""
+    factor = _TO_NM.get(str(units))
+    return f" (multiply by {factor:g})" if factor else ""
 
 
 def coord_grid(obj: xr.DataArray, dim: str, *, name: str, purpose: str) -> tuple[float, float] | None:
@@ -27,8 +35,9 @@ def coord_grid(obj: xr.DataArray, dim: str, *, name: str, purpose: str) -> tuple
     units = obj[dim].attrs.get("units", "nm")
     if units != "nm":
         raise ValueError(
-            f"{name}: coordinate {dim!r} has units {units!r}; {purpose} in nm, so convert it "
-            f"(e.g. {name}.assign_coords({dim}={name}.{dim} * 1000) for µm) and set units='nm'."
+            f"{name}: coordinate {dim!r} has units {units!r}; {purpose} in nm, so convert it"
+            f"{length_units_hint(units)} (e.g. {name}.assign_coords({dim}={name}.{dim} * 1000) for µm) "
+            "and set units='nm'."
         )
     if values.size < 2:
         return None

@@ -40,7 +40,7 @@ from dask.array.overlap import ensure_minimum_chunksize
 
 from xrfsr_dask import _backend
 from xrfsr_dask._grid import coord_grid
-from xrfsr_dask.errors import SchemaError, XrfsrWarning
+from xrfsr_dask.errors import XrfsrWarning
 from xrfsr_dask.io.store import DEFAULT_CHUNKS, WriteSummary, open_xrf, save
 from xrfsr_dask.model import DEFAULT_MODELS, RDN, load_model, map_scale, model_serves
 from xrfsr_dask.model.infer import check_options, run_maps, warn_if_small
@@ -231,11 +231,8 @@ def enhance(
     NonFiniteCountsError
         NaN in the input with ``nan="raise"`` (when computed).
     """
-    counts = validate(counts)
+    counts = validate(counts, ("maps", "series"), caller="enhance")
     kind = kind_of(counts)
-    if kind not in ("maps", "series"):
-        raise SchemaError(f"enhance takes maps or a projection series; got a {kind}. Enhance projections "
-                          "before reconstructing.")
     check_options(tile=tile, halo=halo, batch_size=batch_size, nan=nan, precision=precision)
     device = _backend.check_device(device)
     if refine != "auto" and not (isinstance(refine, int | np.integer) and not isinstance(refine, bool)

@@ -19,7 +19,23 @@ Every kind carries ``provenance``: a list of records, one per operation, that
 each operation appends to through :func:`add_provenance`.
 
 :func:`validate` is the one place these conventions are checked; everything
-that reads or writes data calls it.
+that reads or writes data calls it, and a public function that needs one kind
+says so with ``validate(obj, kind=..., caller=...)``. The other input checks
+shared by the library live here too: angles in degrees (:func:`check_degrees`),
+one vocabulary of what to do with NaN (:data:`NAN_POLICIES`,
+:func:`check_nan_policy`), flux normalisation (:func:`flux_factor`) and the
+dtype policy (:func:`counts_dtype`):
+
+=====================================  ===========================================
+stage                                  dtype
+=====================================  ===========================================
+stored counts (constructors, readers)  float32 and float64 kept; float16, bool
+                                       and integers become float32; complex refused
+metrics (FRC/FSC, PSD, PSNR, SSIM)     the same rule (:func:`counts_dtype`); sums
+                                       over shells are accumulated in float64
+network input and output (enhance)     float32 (bf16 autocast inside on CUDA)
+reconstruction (every backend)         float32
+=====================================  ===========================================
 """
 
 from __future__ import annotations
@@ -34,15 +50,23 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
+from xrfsr_dask._grid import STEP_RTOL, length_units_hint
 from xrfsr_dask._version import __version__
 from xrfsr_dask.errors import SchemaError
 
 __all__ = [
     "DIMS",
+    "MIN_STEP_NM",
+    "NAN_POLICIES",
     "Kind",
+    "NanPolicy",
     "add_provenance",
+    "check_degrees",
+    "check_nan_policy",
     "counts_dtype",
     "emission_energy_kev",
+    "emission_lines",
+    "flux_factor",
     "kind_of",
     "validate",
     "xrf_maps",
@@ -61,8 +85,20 @@ FAST_AXES = ("x", "y")
 LENGTH_UNITS = "nm"
 ANGLE_UNITS = "deg"
 NAME = "counts"
-# Relative tolerance between ``step_nm`` and the spacing of the coordinates.
-STEP_RTOL = 1e-3
+MIN_STEP_NM = 0.5
+"""Smallest pixel (scan step, voxel) accepted, in nm: finer than any X-ray probe, so a smaller value is
+almost always a step written in µm (``step_nm=0.05`` meaning 50 nm)."""
+
+NanPolicy = Literal["raise", "keep", "mask", "interpolate", "zero"]
+NAN_POLICIES: dict[str, str] = {
+    "raise": "non-finite counts are an error that says where they are",
+    "keep": "kept as they are",
+    "mask": "the output is NaN where they were, and they do not leak into their neighbours",
+    "interpolate": "filled linearly from the finite neighbours along x, then y",
+    "zero": "replaced by 0",
+}
+"""What to do with NaN (and infinite) counts: the one vocabulary of every ``nan=`` option; each function
+accepts the subset that makes sense for it."""
 
 # Representative emission energies (keV): K alpha1, L alpha1, M alpha1, from
 # the X-ray Data Booklet (LBNL, 2009), Table 1-2. Elements outside the table
@@ -125,6 +161,67 @@ def emission_energy_kev(name: str) -> tuple[str, float]:
         return "", math.nan
     line = (match["line"] or "K").upper()
     return line, _EMISSION_KEV.get((match["symbol"], line), math.nan)
+
+
+def emission_lines(symbol: str) -> dict[str, float]:
+    """The emission lines of an element in the table, line to energy in keV (``{"K": 17.479, "L": 2.293}``
+    for ``"Mo"``). A bare symbol names the K line (MAPS's convention); where this has more than one
+    entry a user-written name should say which line it means."""
+    return {line: kev for (sym, line), kev in _EMISSION_KEV.items() if sym == symbol}
+
+
+def check_degrees(values: Any, *, what: str, fix: str) -> np.ndarray:
+    """Rotation angles as a 1-D float64 array of distinct finite degrees; radians are refused.
+
+    Eight or more angles that all lie within ±2π and span most of a half
+    turn (at least 0.8π) are radians: that is what ``n`` angles over
+    ``[0, π)`` look like, and no tomography series in degrees does.
+    ``what`` names the angles in the message, ``fix`` says how to convert.
+    """
+    try:
+        angles = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SchemaError(f"{what} must be numbers in degrees; got {values!r}.") from None
+    if angles.ndim != 1 or angles.size == 0:
+        raise SchemaError(f"{what} must be a non-empty 1-D sequence of degrees; got shape {angles.shape}.")
+    if not np.all(np.isfinite(angles)):
+        bad = np.flatnonzero(~np.isfinite(angles))[:5].tolist()
+        raise SchemaError(f"{what} must be finite; got NaN or infinity at positions {bad}.")
+    if np.unique(angles).size != angles.size:
+        raise SchemaError(f"{what} has repeated angles; give each projection its own angle "
+                          "(or average repeated projections first).")
+    span = float(angles.max() - angles.min())
+    if angles.size >= 8 and np.abs(angles).max() <= 2 * math.pi + 1e-6 and span >= 0.8 * math.pi:
+        raise SchemaError(
+            f"{what}: the {angles.size} angles look like radians (all within ±2π, {angles.min():.4g} to "
+            f"{angles.max():.4g}, spanning {span:.4g}: most of a half turn in radians); angles are in "
+            f"degrees: {fix}"
+        )
+    return angles
+
+
+def check_nan_policy(value: Any, allowed: Sequence[str], *, name: str = "nan") -> str:
+    """``value`` if it is one of ``allowed`` (a subset of :data:`NAN_POLICIES`), else a ``ValueError``."""
+    if value not in allowed:
+        meanings = "; ".join(f"{a!r}: {NAN_POLICIES[a]}" for a in allowed)
+        raise ValueError(f"{name} must be one of {tuple(allowed)}; got {value!r}. ({meanings}.)")
+    return str(value)
+
+
+def flux_factor(flux: Any) -> Any:
+    """``mean(flux) / flux`` over the positive fluxes: multiply counts by it to get counts at the mean flux.
+
+    Counts keep their scale (unlike ``counts / flux``), and where the flux is
+    zero or negative (beam lost) the factor is NaN, so the counts there are
+    reported as non-finite instead of being patched silently. ``flux`` is a
+    NumPy array or a (lazy) DataArray; the result is the same type.
+    """
+    if isinstance(flux, xr.DataArray):
+        good = flux.where(flux > 0)
+        return good.mean() / good
+    values = np.asarray(flux, dtype=np.float64)
+    good = np.where(values > 0, values, np.nan)
+    return np.nanmean(good) / good
 
 
 def counts_dtype(dtype: np.dtype | type) -> np.dtype:
@@ -417,10 +514,9 @@ def _check_length_coord(obj: xr.DataArray, name: str, step: float | None) -> Non
     coord = obj.coords[name]
     unit = coord.attrs.get("units")
     if unit != LENGTH_UNITS:
-        hint = {"um": " (multiply by 1000)", "µm": " (multiply by 1000)", "mm": " (multiply by 1e6)"}
         raise SchemaError(
             f"coordinate {name!r} has units {unit!r}; positions must be in nanometres: "
-            f"convert{hint.get(str(unit), '')} and set attrs['units'] = 'nm'."
+            f"convert{length_units_hint(unit)} and set attrs['units'] = 'nm'."
         )
     values = np.asarray(coord.values, dtype=np.float64)
     if not np.all(np.isfinite(values)):
@@ -460,6 +556,12 @@ def _check_spacing_attr(attrs: Mapping[str, Any], key: str, size: int) -> list[f
         raise SchemaError(
             f"attrs[{key!r}] = {value!r}; expected {size} positive numbers in nm."
         )
+    if min(values) < MIN_STEP_NM:
+        raise SchemaError(
+            f"attrs[{key!r}] = {value!r} nm is finer than {MIN_STEP_NM} nm, below what any X-ray probe "
+            f"resolves; steps are in nm, so a step written in µm needs multiplying by 1000 "
+            f"({key}={[round(v * 1000, 6) for v in values]})."
+        )
     return values
 
 
@@ -473,25 +575,30 @@ def _check_angles(obj: xr.DataArray) -> None:
         )
     if unit != ANGLE_UNITS:
         raise SchemaError(f"coordinate 'angle' has units {unit!r}; expected 'deg' (degrees).")
-    values = np.asarray(coord.values, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise SchemaError("coordinate 'angle' has NaN or infinite angles.")
-    if np.unique(values).size != values.size:
-        raise SchemaError(
-            "coordinate 'angle' has repeated angles; give each projection its own angle "
-            "(or average repeated projections first)."
-        )
-    span = float(values.max() - values.min()) if values.size else 0.0
-    if values.size >= 8 and np.abs(values).max() <= 2 * math.pi + 1e-6 and span >= 0.9 * math.pi:
-        raise SchemaError(
-            f"coordinate 'angle' spans {values.min():.4g} to {values.max():.4g} "
-            "with units 'deg', which is a typical range in radians; convert "
-            "with numpy.rad2deg (xrf_maps(..., angle_units='rad') does it)."
-        )
+    check_degrees(coord.values, what="coordinate 'angle'",
+                  fix="convert with numpy.rad2deg (xrf_maps(..., angle_units='rad') does it).")
 
 
-def validate(obj: xr.DataArray | xr.Dataset) -> xr.DataArray:
-    """Check that ``obj`` follows the data model; return it as a DataArray.
+_KIND_NAMES = {"maps": "maps", "series": "a projection series", "volume": "a volume"}
+
+
+def _kinds(kind: Kind | Sequence[Kind] | None) -> tuple[str, ...]:
+    if kind is None:
+        return tuple(DIMS)
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    unknown = [k for k in kinds if k not in DIMS]
+    if unknown:
+        raise ValueError(f"kind must be among {tuple(DIMS)}; got {unknown}.")
+    return kinds
+
+
+def validate(
+    obj: xr.DataArray | xr.Dataset,
+    kind: Kind | Sequence[Kind] | None = None,
+    *,
+    caller: str | None = None,
+) -> xr.DataArray:
+    """Check that ``obj`` follows the data model (and is of ``kind``); return it as a DataArray.
 
     Checks dims and their order, the coordinate of every dim, units (nm for
     positions, degrees for angles), strictly increasing positions on the grid
@@ -503,6 +610,12 @@ def validate(obj: xr.DataArray | xr.Dataset) -> xr.DataArray:
     ----------
     obj
         A DataArray named ``counts``, or a Dataset holding one.
+    kind
+        The kind (or kinds) the caller takes: ``"maps"``, ``"series"``,
+        ``"volume"``; ``None`` accepts any.
+    caller
+        The public function checking its input, named in the message (e.g.
+        ``"align"``).
 
     Returns
     -------
@@ -513,7 +626,21 @@ def validate(obj: xr.DataArray | xr.Dataset) -> xr.DataArray:
     ------
     SchemaError
         Naming the field that is wrong and what was expected.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> maps = xrf_maps(np.ones((1, 4, 4)), elements=["Ni_K"], step_nm=20)
+    >>> validate(maps, "series", caller="align")
+    Traceback (most recent call last):
+    ...
+    xrfsr_dask.errors.SchemaError: align takes a projection series ('element', 'angle', 'y', 'x'); got maps with dims ('element', 'y', 'x').
     """
+    who = f"{caller} takes" if caller else "expected"
+    if not isinstance(obj, xr.DataArray | xr.Dataset):
+        wanted = " or ".join(f"{_KIND_NAMES[k]} {DIMS[k]}" for k in _kinds(kind))
+        raise SchemaError(f"{who} an xarray.DataArray named 'counts' ({wanted}); got {type(obj).__name__}. "
+                          "Make one with xrf_maps or xrf_volume.")
     if isinstance(obj, xr.Dataset):
         if NAME not in obj.data_vars:
             raise SchemaError(
@@ -521,11 +648,18 @@ def validate(obj: xr.DataArray | xr.Dataset) -> xr.DataArray:
                 "XRF data lives in a DataArray named 'counts'."
             )
         obj = obj[NAME]
-    if not isinstance(obj, xr.DataArray):
-        raise SchemaError(f"expected an xarray.DataArray named 'counts'; got {type(obj).__name__}.")
     if obj.name != NAME:
         raise SchemaError(f"DataArray is named {obj.name!r}; expected {NAME!r} (use .rename('counts')).")
-    kind = kind_of(obj)
+    found = kind_of(obj)
+    if found not in _kinds(kind):
+        wanted = " or ".join(f"{_KIND_NAMES[k]} {DIMS[k]}" for k in _kinds(kind))
+        hint = ""
+        if found == "volume":
+            hint = " Project a volume first (xrfsr_dask.tomo.project)."
+        elif found == "series" and _kinds(kind) == ("volume",):
+            hint = " Reconstruct the series first (xrfsr_dask.tomo.reconstruct)."
+        raise SchemaError(f"{who} {wanted}; got {_KIND_NAMES[found]} with dims {obj.dims}.{hint}")
+    kind = found
     counts_dtype(obj.dtype)
     for dim in obj.dims:
         if dim not in obj.coords:

@@ -216,13 +216,8 @@ def _owned(index: np.ndarray, chunks: Sequence[int]) -> list[np.ndarray]:
 
 
 def _check_hr(hr: xr.DataArray) -> tuple[str, tuple[float, float], tuple[float, float]]:
-    validate(hr)
+    validate(hr, ("maps", "series"), caller="simulate_scan")
     kind = kind_of(hr)
-    if kind == "volume":
-        raise ValueError(
-            "simulate_scan takes element maps (element, y, x) or a projection series "
-            "(element, angle, y, x), not a volume; project it first (xrfsr_dask.tomo.project)."
-        )
     pixel = tuple(float(v) for v in hr.attrs["step_nm"])
     origin = (float(hr.y[0]), float(hr.x[0]))
     return kind, pixel, origin

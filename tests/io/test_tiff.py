@@ -41,6 +41,19 @@ def test_sidecar_typos_and_page_count(tmp_path):
         read(path)
 
 
+def test_implausible_sidecars_are_refused_with_the_fix(tmp_path):
+    path = write_tiff(tmp_path / "m.tif", particles((4, 4), 2, seed=1), {**META, "elements": ["Ni", "Mo"]})
+    with pytest.raises(IngestError, match=r"element 'Mo' names no emission line, and Mo has 2 in the XRF range: "
+                                          r"Mo_K \(17\.479 keV\), Mo_L \(2\.293 keV\)\. Write the one"):
+        read(path)
+    path.with_name("m.tif.json").write_text(json.dumps({**META, "elements": ["Fe", "Mo_L"]}))
+    assert read(path).line.values.tolist() == ["K", "L"]  # Fe has one line in the table: the K line
+    path.with_name("m.tif.json").write_text(json.dumps({**META, "step_nm": 0.05}))
+    with pytest.raises(SchemaError, match=r"step_nm'\] = \[0\.05, 0\.05\] nm is finer than 0\.5 nm.*"
+                                          r"\(step_nm=\[50\.0, 50\.0\]\)"):
+        read(path)
+
+
 def test_not_a_tiff(tmp_path):
     path = tmp_path / "m.tif"
     path.write_bytes(b"not a tiff at all")

@@ -64,7 +64,7 @@ def test_small_maps_warn_and_bad_input_is_named(net):
         predict(net, np.ones(5), device="cpu")
     with pytest.raises(TypeError, match="must hold numbers"):
         predict(net, np.array([["a"]]), device="cpu")
-    with pytest.raises(ValueError, match="nan must be 'raise' or 'mask'"):
+    with pytest.raises(ValueError, match=r"nan must be one of \('raise', 'mask'\)"):
         predict(net, np.ones((30, 30)), nan="fill", device="cpu")
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from xrfsr_dask import nmc_volume, project
+from xrfsr_dask import NonFiniteCountsError, nmc_volume, project
 from xrfsr_dask.tomo import align, reconstruct
 
 
@@ -67,7 +67,7 @@ def test_nan_refused(drifted):
     _, _, moved, _ = drifted
     bad = moved.copy(data=moved.values.copy())
     bad.values[0, 0, 0, 0] = np.nan
-    with pytest.raises(ValueError, match=r"align needs finite counts.*nan='interpolate'"):
+    with pytest.raises(NonFiniteCountsError, match=r"align needs finite counts.*nan='interpolate'"):
         align(bad, progress=False)
 
 

@@ -52,5 +52,5 @@ def test_bad_flux_named(series):
         normalize(series, flux=np.ones(12))
     with pytest.raises(ValueError, match=r"flux='i0': give a DataArray"):
         normalize(series, flux="i0")
-    with pytest.raises(ValueError, match=r"nan='drop' is not one of"):
+    with pytest.raises(ValueError, match=r"nan must be one of \('keep', 'interpolate', 'zero'\); got 'drop'"):
         normalize(series, nan="drop")

@@ -74,13 +74,13 @@ def test_projection_of_a_dask_volume_and_progress(volume, capsys):
 
 
 def test_project_refuses_radians_and_bad_angles(volume):
-    with pytest.raises(ValueError, match=r"look like radians.*numpy\.rad2deg"):
+    with pytest.raises(SchemaError, match=r"look like radians.*numpy\.rad2deg"):
         project(volume, angles=np.linspace(0, np.pi, 8))
-    with pytest.raises(ValueError, match=r"finite; got NaN or infinity at positions \[1\]"):
+    with pytest.raises(SchemaError, match=r"finite; got NaN or infinity at positions \[1\]"):
         project(volume, angles=[0.0, np.nan])
-    with pytest.raises(ValueError, match=r"non-empty 1-D .* got shape \(2, 2\)"):
+    with pytest.raises(SchemaError, match=r"non-empty 1-D .* got shape \(2, 2\)"):
         project(volume, angles=[[0.0, 1.0], [2.0, 3.0]])
-    with pytest.raises(ValueError, match=r"repeated values"):
+    with pytest.raises(SchemaError, match=r"repeated angles"):
         project(volume, angles=[0.0, 10.0, 0.0])
     # Few angles in a small range are plausible degrees.
     assert project(volume, angles=[0.0, 1.0, 2.0]).sizes["angle"] == 3
@@ -88,9 +88,9 @@ def test_project_refuses_radians_and_bad_angles(volume):
 
 def test_project_refuses_what_is_not_a_volume(volume):
     maps = nmc_particle((16, 16))
-    with pytest.raises(SchemaError, match=r"needs a volume with dims \('element', 'z', 'y', 'x'\); got maps"):
+    with pytest.raises(SchemaError, match=r"project takes a volume \('element', 'z', 'y', 'x'\); got maps"):
         project(maps, angles=[0.0])
-    with pytest.raises(TypeError, match=r"xarray\.DataArray .* got ndarray"):
+    with pytest.raises(SchemaError, match=r"xarray\.DataArray .* got ndarray"):
         project(volume.values, angles=[0.0])
     with pytest.raises(SchemaError, match=r"missing \['element'\]"):
         project(xr.DataArray(np.zeros((2, 2, 2)), dims=("z", "y", "x"), name="counts"), angles=[0.0])

@@ -183,7 +183,7 @@ def test_bad_arguments_named(shepp):
 def test_angles_that_look_like_radians_refused(shepp):
     series, _ = shepp
     radians = np.deg2rad(ANGLES)
-    with pytest.raises(SchemaError, match=r"typical range in radians.*rad2deg"):
+    with pytest.raises(SchemaError, match=r"look like radians.*rad2deg"):
         reconstruct(series.assign_coords(angle=("angle", radians, {"units": "deg"})))
 
 

@@ -26,7 +26,7 @@ from xrfsr_dask.errors import (
     SchemaError,
     XrfsrWarning,
 )
-from xrfsr_dask.schema import emission_energy_kev, xrf_maps
+from xrfsr_dask.schema import check_nan_policy, emission_energy_kev, flux_factor, xrf_maps
 
 __all__ = [
     "Elements",
@@ -42,6 +42,7 @@ __all__ = [
 
 Elements = Sequence[str] | Literal["lines", "all"]
 NonFinite = Literal["raise", "keep"]
+"""The NaN policies (:data:`xrfsr_dask.schema.NAN_POLICIES`) a reader offers."""
 # Tolerance on the step when checking that the files of a series agree.
 SERIES_STEP_RTOL = 0.01
 
@@ -182,7 +183,7 @@ def _require_scaler(header: ScanHeader, name: str) -> None:
 
 
 def _normalisation(header: ScanHeader, name: str) -> np.ndarray:
-    """Factor ``mean(scaler) / scaler``: counts at the mean incident flux.
+    """Factor ``mean(scaler) / scaler`` (:func:`xrfsr_dask.schema.flux_factor`): counts at the mean flux.
 
     Unlike PyXRF's map display (``data / scaler``, zeros replaced by the mean),
     the counts keep their scale, and pixels where the scaler is zero or
@@ -191,12 +192,9 @@ def _normalisation(header: ScanHeader, name: str) -> np.ndarray:
     """
     _require_scaler(header, name)
     scaler = np.asarray(header.load_scaler(name), dtype=np.float64)  # type: ignore[misc]
-    good = scaler > 0
-    if not good.any():
+    if not (scaler > 0).any():
         raise IngestError(f"{header.path}: scaler {name!r} is zero or negative everywhere; cannot normalise.")
-    factor = np.full(scaler.shape, np.nan)
-    factor[good] = scaler[good].mean() / scaler[good]
-    return factor.astype(np.float32)
+    return flux_factor(scaler).astype(np.float32)
 
 
 def _scan_attrs(header: ScanHeader, normalize: str | None) -> dict[str, Any]:
@@ -220,6 +218,7 @@ def maps_from_header(
     parameters: dict[str, Any],
 ) -> xr.DataArray:
     """Read one scan into a ``(element, y, x)`` DataArray (in memory)."""
+    check_nan_policy(nonfinite, ("raise", "keep"), name="nonfinite")
     indices = select_channels(header, elements)
     maps = _load(header, indices, normalize, nonfinite)
     try:
@@ -303,6 +302,7 @@ def series_from_headers(
     """
     if not headers:
         raise IngestError("a series needs at least one file; got none.")
+    check_nan_policy(nonfinite, ("raise", "keep"), name="nonfinite")
     first = headers[0]
     indices = select_channels(first, elements)
     names = [first.channels[i] for i in indices]

@@ -32,6 +32,7 @@ import yaml
 
 from xrfsr_dask.errors import IngestError, SourceNotFoundError
 from xrfsr_dask.io._scan import ScanHeader, distinct_names, finite_float
+from xrfsr_dask.schema import emission_lines
 
 __all__ = ["SIDECAR_KEYS", "find_sidecar", "tiff_header"]
 
@@ -92,8 +93,17 @@ def _names(value: Any, path: Path) -> tuple[str, ...]:
     """The sidecar's ``elements``: a list of distinct, non-empty names."""
     if isinstance(value, str) or not isinstance(value, Sequence):
         raise IngestError(f"{path}: 'elements' must be a list of names; got {value!r}.")
-    return distinct_names(value, f"{path}: 'elements'",
-                          "Give each element's name as text (quote names that YAML reads as numbers or booleans).")
+    names = distinct_names(value, f"{path}: 'elements'",
+                           "Give each element's name as text (quote names that YAML reads as numbers or booleans).")
+    for name in names:
+        lines = emission_lines(name)
+        if len(lines) > 1:
+            choices = ", ".join(f"{name}_{line} ({kev:g} keV)" for line, kev in lines.items())
+            raise IngestError(
+                f"{path}: element {name!r} names no emission line, and {name} has {len(lines)} in the XRF "
+                f"range: {choices}. Write the one the map shows, e.g. '{name}_{next(iter(lines))}'."
+            )
+    return names
 
 
 def _positive_or_none(meta: Mapping[str, Any], key: str, path: Path) -> float | None:

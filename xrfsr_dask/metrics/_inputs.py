@@ -18,7 +18,8 @@ import xarray as xr
 
 from xrfsr_dask._backend import array_module
 from xrfsr_dask._grid import STEP_RTOL, grid_nm, per_axis
-from xrfsr_dask.metrics._spectral import compute_dtype
+from xrfsr_dask.errors import NonFiniteCountsError
+from xrfsr_dask.schema import counts_dtype
 
 __all__ = ["Batch", "as_batch", "check_finite", "check_pair", "prepare"]
 
@@ -125,15 +126,16 @@ def check_finite(power: np.ndarray, name: str) -> None:
     checking the sums costs nothing and needs no extra pass over the data.
     """
     if not np.isfinite(power).all():
-        raise ValueError(
+        raise NonFiniteCountsError(
             f"{name} contains NaN or infinite values; Fourier metrics need finite data. "
             f"Replace them first, e.g. {name}.fillna(0) or {name}.where(np.isfinite({name}), 0)."
         )
 
 
 def prepare(x: Any, apodise: np.ndarray | None) -> Any:
-    """Cast to the compute dtype; with a window, subtract the mean and apodise."""
-    x = x.astype(compute_dtype(x.dtype), copy=False)
+    """Cast by the library's dtype policy (:func:`~xrfsr_dask.schema.counts_dtype`); with a window, subtract
+    the mean and apodise."""
+    x = x.astype(counts_dtype(x.dtype), copy=False)
     if apodise is None:
         return x
     if hasattr(x, "dask"):

@@ -28,15 +28,10 @@ import numpy as np
 
 from xrfsr_dask._backend import array_module, function, library, to_host
 
-__all__ = ["Shells", "compute_dtype", "fft_axis0", "rfft_rest", "rfftn", "shell_sums", "window"]
+__all__ = ["Shells", "fft_axis0", "rfft_rest", "rfftn", "shell_sums", "window"]
 
 _SLAB_ELEMENTS = 2**21
 """Samples of a spectrum binned at a time; bounds the float64 temporaries (16 MiB each)."""
-
-
-def compute_dtype(dtype: np.dtype) -> np.dtype:
-    """float64 input is kept; everything else (ints, float16, float32) is computed in float32."""
-    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
 
 
 def rfftn(x: Any, axes: Sequence[int]) -> Any:

@@ -35,7 +35,7 @@ import xarray as xr
 from torch.nn import functional
 from tqdm.auto import tqdm
 
-from xrfsr_dask.errors import NonFiniteCountsError, SchemaError, StoreExistsError
+from xrfsr_dask.errors import NonFiniteCountsError, StoreExistsError
 from xrfsr_dask.model.data import _augment, map_scale
 from xrfsr_dask.model.infer import DEFAULT_QUANTILE, resolve_device
 from xrfsr_dask.model.rdn import RDN, upsample_bicubic
@@ -293,10 +293,8 @@ def adapt(
             raise StoreExistsError(f"{existing[0]} exists; pass overwrite=True (--overwrite) to replace it, "
                                    "or choose another out=.")
     maps, source = _open(maps, storage_options)
-    maps = validate(maps)
+    maps = validate(maps, ("maps", "series"), caller="adapt")
     kind = kind_of(maps)
-    if kind not in ("maps", "series"):
-        raise SchemaError(f"adapt takes maps (element, y, x) or a series (element, angle, y, x); got a {kind}.")
     probe_used = as_probe(probe, maps, name="maps", purpose="the forward model that makes the training pairs")
     probe_origin = "probe=" if probe is not None else "attrs['probe_fwhm_nm']"
     base = model if isinstance(model, RDN) else load_model(model)

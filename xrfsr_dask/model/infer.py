@@ -24,6 +24,7 @@ from xrfsr_dask import _backend
 from xrfsr_dask.errors import NonFiniteCountsError, XrfsrWarning
 from xrfsr_dask.model.data import map_scale
 from xrfsr_dask.model.rdn import RDN
+from xrfsr_dask.schema import check_nan_policy
 
 __all__ = ["DEFAULT_QUANTILE", "check_options", "predict", "resolve_device", "run_maps", "warn_if_small"]
 
@@ -162,8 +163,7 @@ def check_options(*, tile: int, halo: int, batch_size: int, nan: str, precision:
     if halo < 0 or tile < 1 or batch_size < 1:
         raise ValueError(f"halo must be >= 0 and tile, batch_size >= 1; got halo={halo}, tile={tile}, "
                          f"batch_size={batch_size}.")
-    if nan not in ("raise", "mask"):
-        raise ValueError(f"nan must be 'raise' or 'mask'; got {nan!r}.")
+    check_nan_policy(nan, ("raise", "mask"))
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16'; got {precision!r}.")
 

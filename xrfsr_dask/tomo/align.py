@@ -37,7 +37,8 @@ from tqdm.auto import tqdm
 
 from xrfsr_dask import _backend
 from xrfsr_dask._grid import coord_grid
-from xrfsr_dask.schema import add_provenance, kind_of, validate
+from xrfsr_dask.errors import NonFiniteCountsError
+from xrfsr_dask.schema import add_provenance, validate
 from xrfsr_dask.tomo import _nufft
 from xrfsr_dask.tomo.center import RotationCenter
 
@@ -93,9 +94,7 @@ class Alignment:
             ``series`` with each projection moved by minus its shift (cubic
             splines), lazy when the input was, with provenance.
         """
-        validate(series)
-        if kind_of(series) != "series":
-            raise ValueError(f"apply needs a projection series (element, angle, y, x); got dims {series.dims}.")
+        validate(series, "series", caller="Alignment.apply")
         ours, theirs = self.shift_nm.angle.values, series.angle.values
         if ours.shape != theirs.shape or not np.allclose(ours, theirs, rtol=0, atol=1e-6):
             raise ValueError(
@@ -197,9 +196,7 @@ def align(
     >>> float(abs(result.shift_px).max()) < 0.5
     True
     """
-    validate(series)
-    if kind_of(series) != "series":
-        raise ValueError(f"align needs a projection series (element, angle, y, x); got dims {series.dims}.")
+    validate(series, "series", caller="align")
     if iterations < 0:
         raise ValueError(f"iterations must be 0 or more; got {iterations}.")
     device = _backend.resolve_device(device)
@@ -210,7 +207,9 @@ def align(
     reference = series.sel(element=element) if element is not None else series.sum("element", skipna=False)
     images = np.asarray(reference.values, dtype=np.float32)
     if not np.isfinite(images).all():
-        raise ValueError("align needs finite counts; fill NaN first: xrfsr_dask.tomo.normalize(series, nan='interpolate').")
+        raise NonFiniteCountsError(
+            "align needs finite counts; fill NaN first: xrfsr_dask.tomo.normalize(series, nan='interpolate')."
+        )
     theta = np.asarray(series.angle.values, dtype=np.float64)
 
     import torch

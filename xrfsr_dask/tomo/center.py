@@ -33,7 +33,7 @@ import xarray as xr
 from skimage.registration import phase_cross_correlation
 
 from xrfsr_dask._grid import coord_grid
-from xrfsr_dask.schema import kind_of, validate
+from xrfsr_dask.schema import validate
 from xrfsr_dask.tomo import _nufft
 
 __all__ = ["OPPOSITE_TOLERANCE_DEG", "RotationCenter", "find_center"]
@@ -152,9 +152,7 @@ def find_center(
     >>> round(find_center(series).offset_pixel, 1)
     0.0
     """
-    validate(series)
-    if kind_of(series) != "series":
-        raise ValueError(f"find_center needs a projection series (element, angle, y, x); got dims {series.dims}.")
+    validate(series, "series", caller="find_center")
     if method not in ("auto", "opposite", "sharpness"):
         raise ValueError(f"method={method!r} is not one of ('auto', 'opposite', 'sharpness').")
     chosen = series.sel(element=element) if element is not None else series.sum("element", skipna=False)

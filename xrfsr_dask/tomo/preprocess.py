@@ -6,7 +6,7 @@ from typing import Literal
 
 import xarray as xr
 
-from xrfsr_dask.schema import add_provenance, kind_of, validate
+from xrfsr_dask.schema import add_provenance, check_nan_policy, flux_factor, validate
 
 __all__ = ["normalize"]
 
@@ -56,11 +56,8 @@ def normalize(
     ...     (series * i0.mean()).sum(("element", "y", "x")).values.round(-1).tolist())
     True
     """
-    validate(series)
-    if kind_of(series) != "series":
-        raise ValueError(f"normalize needs a projection series (element, angle, y, x); got dims {series.dims}.")
-    if nan not in ("keep", "interpolate", "zero"):
-        raise ValueError(f"nan={nan!r} is not one of ('keep', 'interpolate', 'zero').")
+    validate(series, "series", caller="normalize")
+    check_nan_policy(nan, ("keep", "interpolate", "zero"))
     if negative not in ("keep", "clip"):
         raise ValueError(f"negative={negative!r} is not one of ('keep', 'clip').")
     out = series
@@ -81,8 +78,7 @@ def normalize(
                 "give one flux value per projection."
             )
         flux = flux.assign_coords(angle=series.angle) if "angle" not in flux.coords else flux
-        good = flux.where(flux > 0)
-        out = (out * (good.mean() / good)).astype(series.dtype)
+        out = (out * flux_factor(flux)).astype(series.dtype)
     if nan == "interpolate":
         full = out.chunk({"y": -1, "x": -1}) if out.chunks else out
         out = full.interpolate_na("x", method="linear", fill_value="extrapolate").interpolate_na(

@@ -4,40 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from xrfsr_dask.errors import SchemaError
-from xrfsr_dask.schema import DIMS, kind_of, validate, xrf_maps
+from xrfsr_dask.schema import check_degrees, validate, xrf_maps
 from xrfsr_dask.tomo._geometry import footprint
 
 __all__ = ["project"]
-
-
-def _check_angles(angles: Any) -> np.ndarray:
-    try:
-        values = np.asarray(angles, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"angles must be numbers in degrees; got {angles!r}.") from None
-    if values.ndim != 1 or values.size == 0:
-        raise ValueError(
-            f"angles must be a non-empty 1-D sequence of degrees; got shape {values.shape}."
-        )
-    if not np.all(np.isfinite(values)):
-        bad = np.flatnonzero(~np.isfinite(values))[:5].tolist()
-        raise ValueError(f"angles must be finite; got NaN or infinity at positions {bad}.")
-    if values.size >= 8 and np.abs(values).max() <= 2 * math.pi:
-        raise ValueError(
-            f"angles look like radians: all {values.size} lie within ±2π "
-            f"({values.min():.4g} to {values.max():.4g}); project takes degrees, "
-            "so pass numpy.rad2deg(angles)."
-        )
-    if np.unique(values).size != values.size:
-        raise ValueError("angles has repeated values; give each projection its own angle.")
-    return values
 
 
 def project(
@@ -113,17 +88,7 @@ def project(
     >>> bool(np.allclose(series.isel(angle=0), volume.sum("y")))
     True
     """
-    if not isinstance(volume, xr.DataArray):
-        raise TypeError(
-            f"volume must be an xarray.DataArray with dims {DIMS['volume']} (see xrf_volume or "
-            f"nmc_volume); got {type(volume).__name__}."
-        )
-    kind = kind_of(validate(volume))
-    if kind != "volume":
-        raise SchemaError(
-            f"project needs a volume with dims {DIMS['volume']}; got {kind} with dims "
-            f"{volume.dims}. Make one with xrf_volume or nmc_volume."
-        )
+    validate(volume, "volume", caller="project")
     dz, dy, dx = (float(v) for v in volume.attrs["voxel_nm"])
     if not math.isclose(dy, dx, rel_tol=1e-6):
         raise ValueError(
@@ -131,7 +96,7 @@ def project(
             f"{volume.attrs['voxel_nm']}. Resample y or x to a common step first, e.g. with "
             "volume.interp(y=...)."
         )
-    theta = _check_angles(angles)
+    theta = check_degrees(angles, what="angles", fix="pass numpy.rad2deg(angles).")
     n_elements, nz, ny, nx = volume.shape
     # One column per (element, z) row of the volume, one row per (y, x) pixel.
     columns = np.asarray(volume.data, dtype=np.float64).reshape(n_elements * nz, ny * nx).T.copy()

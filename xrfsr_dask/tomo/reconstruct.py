@@ -19,9 +19,9 @@ import xarray as xr
 
 from xrfsr_dask import _backend
 from xrfsr_dask._grid import coord_grid
-from xrfsr_dask.errors import NonFiniteCountsError, SchemaError
+from xrfsr_dask.errors import NonFiniteCountsError
 from xrfsr_dask.io.store import WriteSummary, open_xrf, save
-from xrfsr_dask.schema import add_provenance, kind_of, validate
+from xrfsr_dask.schema import add_provenance, validate
 from xrfsr_dask.tomo import _backends
 from xrfsr_dask.tomo._backends import Algorithm, BackendName
 from xrfsr_dask.tomo._filters import FILTERS, FilterName
@@ -158,11 +158,7 @@ def reconstruct(
     >>> volume.dims
     ('element', 'z', 'y', 'x')
     """
-    validate(projections)
-    if kind_of(projections) != "series":
-        raise SchemaError(
-            f"reconstruct needs a projection series (element, angle, y, x); got dims {projections.dims}."
-        )
+    validate(projections, "series", caller="reconstruct")
     if filter_name not in FILTERS:
         raise ValueError(f"filter_name={filter_name!r} is not one of {FILTERS}.")
     if algorithm not in _backends.ALGORITHMS:
