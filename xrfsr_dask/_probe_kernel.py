@@ -34,10 +34,12 @@ _LN2_LO = 1.9082149292705877e-10
 # 1/k! for k = 0..13: the Taylor series of exp on |r| <= ln(2)/2 to below 1e-17 relative.
 _TAYLOR = tuple(1.0 / math.factorial(k) for k in range(14))
 _EXP_MIN, _EXP_MAX = -708.0, 709.0
+_FLOAT_MAX = np.finfo(np.float64).max
 _K = 7
 # Codes of _gaussfit.STATUS (that module imports this one).
 _MAX_ITERATIONS_STATUS, _NON_FINITE_STATUS, _NO_PEAK_STATUS, _BORDER_STATUS = 1, 2, 3, 4
-# Reordering sums (vectorised reductions) and fused multiply-adds; NaN and inf keep their meaning.
+# Reordering sums (vectorised reductions) and fused multiply-adds; NaN and inf keep their meaning. The
+# kernels also divide the NumPy way (x/0 gives inf, no ZeroDivisionError check), which lets loops vectorise.
 _FAST = {"reassoc", "contract", "nsz"}
 
 
@@ -100,29 +102,43 @@ def _solve(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
 
 @numba.njit(cache=True)
 def _inverse(normal: np.ndarray, out: np.ndarray) -> None:
-    """``(JᵀJ)⁻¹`` with the ridge of :func:`xrfsr_dask._lm._inverse` (non-finite entries taken as 0)."""
+    """``(JᵀJ)⁻¹`` with the ridge of :func:`xrfsr_dask._lm._inverse` (non-finite entries taken as 0).
+
+    Gauss–Jordan elimination with partial pivoting on ``[A | I]``.
+    """
     n = normal.shape[0]
-    work = np.empty((n, n))
-    rhs = np.empty(n)
-    col = np.empty(n)
+    work = np.empty((n, 2 * n))
     largest = -np.inf
     for i in range(n):
         d = normal[i, i] if np.isfinite(normal[i, i]) else 0.0
         largest = max(largest, d)
     ridge = 1e-15 * largest + 1e-300
-    for j in range(n):
-        for r in range(n):
-            for c in range(n):
-                v = normal[r, c]
-                work[r, c] = v if np.isfinite(v) else 0.0
-            work[r, r] += ridge
-            rhs[r] = 1.0 if r == j else 0.0
-        _solve(work, rhs, col)
-        for r in range(n):
-            out[r, j] = col[r]
+    for r in range(n):
+        for c in range(n):
+            v = normal[r, c]
+            work[r, c] = v if np.isfinite(v) else 0.0
+            work[r, n + c] = 1.0 if r == c else 0.0
+        work[r, r] += ridge
+    for col in range(n):
+        pivot = col
+        for row in range(col + 1, n):
+            if abs(work[row, col]) > abs(work[pivot, col]):
+                pivot = row
+        if pivot != col:
+            for j in range(2 * n):
+                work[col, j], work[pivot, j] = work[pivot, j], work[col, j]
+        inv = 1.0 / work[col, col]
+        for j in range(2 * n):
+            work[col, j] *= inv
+        for row in range(n):
+            f = work[row, col]
+            if row != col and f != 0.0:
+                for j in range(2 * n):
+                    work[row, j] -= f * work[col, j]
+    out[:, :] = work[:, n:]
 
 
-@numba.njit(cache=True, fastmath=_FAST)
+@numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
 def _gaussian(p, yy, xx, arg, e, powers):
     """``e = exp(-q/2)`` at quadratic-form parameters ``p`` on the flat pixel coordinates ``yy``, ``xx``."""
     yc, xc, a, b, c = p[1], p[2], p[3], p[4], p[5]
@@ -132,7 +148,7 @@ def _gaussian(p, yy, xx, arg, e, powers):
     _exp_into(arg, e, powers)
 
 
-@numba.njit(cache=True, fastmath=_FAST)
+@numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
 def _system(p, data, yy, xx, e, normal, grad):
     """Normal equations ``JᵀJ``, ``Jᵀr`` and the residual sum of squares at ``p``, with ``e`` from :func:`_gaussian`."""
     amp, yc, xc, a, b, c, off = p[0], p[1], p[2], p[3], p[4], p[5], p[6]
@@ -259,7 +275,7 @@ def _fit_one(data, yy, xx, max_iter, xtol, ftol, params, normal, e):
     return rss, iterations, converged
 
 
-@numba.njit(cache=True, fastmath=_FAST)
+@numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
 def _dot(u, v, w):
     """``Σ u·v·w``."""
     total = 0.0
@@ -283,12 +299,102 @@ def _angle_derivative(angles, out):
 
 
 @numba.njit(cache=True)
+def _product(a, b, transpose_a):
+    """``a b`` or ``aᵀ b`` for small square matrices (loops: no BLAS call for 7×7)."""
+    n = a.shape[0]
+    out = np.zeros((n, n))
+    for r in range(n):
+        for k in range(n):
+            f = a[k, r] if transpose_a else a[r, k]
+            for c in range(n):
+                out[r, c] += f * b[k, c]
+    return out
+
+
+@numba.njit(cache=True)
 def _congruent(h, a):
     """``hᵀ a h``."""
-    return h.T @ a @ h
+    return _product(h, _product(a, h, False), True)
 
 
-@numba.njit(cache=True, fastmath=_FAST)
+@numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
+def _sandwich_meat(q, data, yy, xx, e, inverse, meat):
+    """HC2 ``meat = Σ jᵢjᵢᵀ rᵢ²/(1 - hᵢ)``, ``hᵢ = jᵢᵀ inverse jᵢ``, quadratic-form Jacobian rows ``jᵢ`` (0 where hᵢ ≥ 1).
+
+    Written out in scalars, like :func:`_system`, so that the compiler vectorises it over pixels.
+    """
+    amp, yc, xc, a, b, c, off = q[0], q[1], q[2], q[3], q[4], q[5], q[6]
+    q00, q01, q02, q03, q04, q05, q06 = inverse[0, 0], inverse[0, 1], inverse[0, 2], inverse[0, 3], inverse[0, 4], inverse[0, 5], inverse[0, 6]
+    q11, q12, q13, q14, q15, q16 = inverse[1, 1], inverse[1, 2], inverse[1, 3], inverse[1, 4], inverse[1, 5], inverse[1, 6]
+    q22, q23, q24, q25, q26 = inverse[2, 2], inverse[2, 3], inverse[2, 4], inverse[2, 5], inverse[2, 6]
+    q33, q34, q35, q36 = inverse[3, 3], inverse[3, 4], inverse[3, 5], inverse[3, 6]
+    q44, q45, q46 = inverse[4, 4], inverse[4, 5], inverse[4, 6]
+    q55, q56 = inverse[5, 5], inverse[5, 6]
+    q66 = inverse[6, 6]
+    m00 = m01 = m02 = m03 = m04 = m05 = m06 = m11 = m12 = m13 = 0.0
+    m14 = m15 = m16 = m22 = m23 = m24 = m25 = m26 = m33 = m34 = 0.0
+    m35 = m36 = m44 = m45 = m46 = m55 = m56 = m66 = 0.0
+    for i in range(data.size):
+        dy, dx = yy[i] - yc, xx[i] - xc
+        ag = amp * e[i]
+        j0 = e[i]
+        j1 = ag * (b * dx + c * dy)
+        j2 = ag * (a * dx + b * dy)
+        j3 = -0.5 * ag * dx * dx
+        j4 = -ag * dx * dy
+        j5 = -0.5 * ag * dy * dy
+        j6 = 1.0
+        r = data[i] - (ag + off)
+        leverage = (
+            q00 * j0 * j0 + 2.0 * q01 * j0 * j1 + 2.0 * q02 * j0 * j2 + 2.0 * q03 * j0 * j3 +
+            2.0 * q04 * j0 * j4 + 2.0 * q05 * j0 * j5 + 2.0 * q06 * j0 * j6 + q11 * j1 * j1 +
+            2.0 * q12 * j1 * j2 + 2.0 * q13 * j1 * j3 + 2.0 * q14 * j1 * j4 + 2.0 * q15 * j1 * j5 +
+            2.0 * q16 * j1 * j6 + q22 * j2 * j2 + 2.0 * q23 * j2 * j3 + 2.0 * q24 * j2 * j4 +
+            2.0 * q25 * j2 * j5 + 2.0 * q26 * j2 * j6 + q33 * j3 * j3 + 2.0 * q34 * j3 * j4 +
+            2.0 * q35 * j3 * j5 + 2.0 * q36 * j3 * j6 + q44 * j4 * j4 + 2.0 * q45 * j4 * j5 +
+            2.0 * q46 * j4 * j6 + q55 * j5 * j5 + 2.0 * q56 * j5 * j6 + q66 * j6 * j6
+        )
+        w = r * r / (1.0 - leverage)
+        w = w if leverage < 1.0 and abs(w) <= _FLOAT_MAX else 0.0  # a select, which vectorises
+        m00 += w * j0 * j0
+        m01 += w * j0 * j1
+        m02 += w * j0 * j2
+        m03 += w * j0 * j3
+        m04 += w * j0 * j4
+        m05 += w * j0 * j5
+        m06 += w * j0 * j6
+        m11 += w * j1 * j1
+        m12 += w * j1 * j2
+        m13 += w * j1 * j3
+        m14 += w * j1 * j4
+        m15 += w * j1 * j5
+        m16 += w * j1 * j6
+        m22 += w * j2 * j2
+        m23 += w * j2 * j3
+        m24 += w * j2 * j4
+        m25 += w * j2 * j5
+        m26 += w * j2 * j6
+        m33 += w * j3 * j3
+        m34 += w * j3 * j4
+        m35 += w * j3 * j5
+        m36 += w * j3 * j6
+        m44 += w * j4 * j4
+        m45 += w * j4 * j5
+        m46 += w * j4 * j6
+        m55 += w * j5 * j5
+        m56 += w * j5 * j6
+        m66 += w * j6 * j6
+    t = 0
+    upper = (m00, m01, m02, m03, m04, m05, m06, m11, m12, m13,
+             m14, m15, m16, m22, m23, m24, m25, m26, m33, m34,
+             m35, m36, m44, m45, m46, m55, m56, m66)
+    for row in range(_K):
+        for col in range(row, _K):
+            meat[row, col] = meat[col, row] = upper[t]
+            t += 1
+
+
+@numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
 def _standard_errors(data, yy, xx, q, angles, normal, e, rss, robust, out):
     """Standard errors of (A, yc, xc, σ₁, σ₂, θ, B), as :func:`xrfsr_dask._lm.standard_errors`.
 
@@ -306,39 +412,11 @@ def _standard_errors(data, yy, xx, q, angles, normal, e, rss, robust, out):
         for i in range(_K):
             out[i] = math.sqrt(abs(inverse[i, i] * rss / max(m - _K, 1)))
         return
-    amp, yc, xc, a, b, c, off = q[0], q[1], q[2], q[3], q[4], q[5], q[6]
-    jac, combined = np.empty((_K, m)), np.zeros((_K, m))
-    weight = np.empty(m)
-    for i in range(m):
-        dy, dx = yy[i] - yc, xx[i] - xc
-        ag = amp * e[i]
-        jac[0, i] = e[i]
-        jac[1, i] = ag * (b * dx + c * dy)
-        jac[2, i] = ag * (a * dx + b * dy)
-        jac[3, i] = -0.5 * ag * dx * dx
-        jac[4, i] = -ag * dx * dy
-        jac[5, i] = -0.5 * ag * dy * dy
-        jac[6, i] = 1.0
-        weight[i] = data[i] - (ag + off)
-    # HC2: leverages h = diag(J (JᵀJ)⁻¹ Jᵀ), weights r²/(1 - h), meat = Jᵀ diag(weights) J; the inverse
-    # taken in the angles (H (JᵀJ)⁻¹_angles Hᵀ) so that its ridge is the batched solver's.
-    quadratic_inverse = h @ inverse @ h.T
-    for r in range(_K):
-        for col in range(_K):
-            f = quadratic_inverse[r, col]
-            for i in range(m):
-                combined[r, i] += f * jac[col, i]
-    for i in range(m):
-        leverage = 0.0
-        for r in range(_K):
-            leverage += jac[r, i] * combined[r, i]
-        w = weight[i] * weight[i] / (1.0 - leverage) if leverage < 1.0 else 0.0
-        weight[i] = w if np.isfinite(w) else 0.0
+    # HC2 in the quadratic form with the inverse taken in the angles (H (JᵀJ)⁻¹_angles Hᵀ), so that its
+    # ridge is the batched solver's; the meat is then carried to the angles as Hᵀ meat H.
     meat = np.empty((_K, _K))
-    for r in range(_K):
-        for col in range(r, _K):
-            meat[r, col] = meat[col, r] = _dot(jac[r], jac[col], weight)
-    sandwich = inverse @ _congruent(h, meat) @ inverse
+    _sandwich_meat(q, data, yy, xx, e, _product(h, _product(inverse, h.T.copy(), False), False), meat)
+    sandwich = _product(inverse, _product(_congruent(h, meat), inverse, False), False)
     for i in range(_K):
         out[i] = math.sqrt(abs(sandwich[i, i]))
 
@@ -355,7 +433,7 @@ def _to_angles(q, out):
     out[5] = 0.5 * math.atan2(2.0 * b, a - c) + 0.5 * math.pi
 
 
-@numba.njit(cache=True, fastmath=_FAST)
+@numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
 def _start(img, y, x, out):
     """Moment estimates in quadratic form, as ``_gaussfit._to_quadratic(_gaussfit._start2d(...))``."""
     ny, nx = img.shape
