@@ -62,17 +62,17 @@ from xrfsr_dask.errors import (
     XrfsrError,
 )
 from xrfsr_dask.io._lock import writer_lock
-from xrfsr_dask.io.store import (
+from xrfsr_dask.io._zarr import (
     MARKER,
     VERIFY_BATCH,
     ZSTD_LEVEL,
-    WriteSummary,
-    _fs,
-    _location,
-    _metadata_errors,
-    _now,
+    fs_of,
+    location,
+    metadata_errors,
+    now,
     resolve_chunks,
 )
+from xrfsr_dask.io.writing import WriteSummary
 from xrfsr_dask.schema import ANGLE_UNITS, add_provenance, kind_of, validate
 
 __all__ = ["NGFF_VERSION", "level_for_view", "open_ome_zarr", "open_pyramid", "to_ome_zarr"]
@@ -162,15 +162,26 @@ def _plan(sizes: Mapping[str, int], kind: str, chunks: Mapping[str, int], shards
 
 
 def _bin_sum(block: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """Sums of 2 pixels along each of ``axes`` (even lengths) of the finite values; NaN where none is finite."""
-    shape: list[int] = []
-    for i, n in enumerate(block.shape):
-        shape += [n // 2, 2] if i in axes else [n]
-    pairs = block.reshape(shape)
-    summed = tuple(i + axes.index(i) + 1 for i in axes)  # the axis of length 2 after each binned one
-    total = np.nansum(pairs, axis=summed, dtype=np.float64)
-    total[~np.isfinite(pairs).any(axis=summed)] = np.nan
-    return total.astype(block.dtype)
+    """Sums of 2 pixels along each of ``axes`` (even lengths), in float64, of the finite values.
+
+    A bin with no finite pixel is NaN. Pairs are added as two strided halves,
+    axis after axis (an order of magnitude faster than summing a reshaped
+    array over its length-2 axes).
+    """
+    values = block.astype(np.float64)
+    finite = np.isfinite(values)
+    all_finite = bool(finite.all())
+    if not all_finite:
+        values = np.where(finite, values, 0.0)
+    for axis in axes:
+        even = tuple(slice(0, None, 2) if i == axis else slice(None) for i in range(block.ndim))
+        odd = tuple(slice(1, None, 2) if i == axis else slice(None) for i in range(block.ndim))
+        values = values[even] + values[odd]
+        if not all_finite:
+            finite = finite[even] | finite[odd]
+    if not all_finite:
+        values[~finite] = np.nan
+    return values.astype(block.dtype)
 
 
 def _bin2(level: dsa.Array, axes: tuple[int, ...]) -> dsa.Array:
@@ -389,13 +400,13 @@ def to_ome_zarr(
     shard_map = _resolve_shards(data, chunk_map, shards)
     n_levels = _level_count(data.sizes, chunk_map, _binned_dims(kind), levels)
     plan = _plan(dict(data.sizes), kind, chunk_map, shard_map, n_levels)
-    url, storage_options = _location(url, storage_options)
-    fs, root = _fs(url, storage_options)
+    url, storage_options = location(url, storage_options)
+    fs, root = fs_of(url, storage_options)
     export = add_provenance(data, "xrfsr_dask.io.to_ome_zarr", {
         "url": url, "levels": n_levels, "chunks": chunk_map, "shards": shard_map, "downsample": downsample,
     })
     layout = _layout(data, plan, downsample, shard_map is not None)
-    with writer_lock(fs, root, url, _now()):
+    with writer_lock(fs, root, url, now()):
         try:
             return _export_locked(export, kind, url, fs, root, plan, layout, name, overwrite, resume,
                                   storage_options, progress)
@@ -413,7 +424,7 @@ def _root_attrs(url: str, fs: Any, root: str, storage_options: Mapping[str, Any]
     """The root group's attributes, or None where there is no zarr group."""
     if not fs.exists(f"{root.rstrip('/')}/zarr.json"):
         return None
-    with _metadata_errors(url):
+    with metadata_errors(url):
         return dict(zarr.open_group(url, mode="r", storage_options=storage_options).attrs)
 
 
@@ -477,7 +488,7 @@ def _check_resumable(marker: Mapping[str, Any], layout: dict[str, Any], labels: 
 def _create(data: xr.DataArray, kind: str, url: str, plan: list[dict[str, Any]], layout: dict[str, Any],
             name: str | None, storage_options: Mapping[str, Any] | None) -> None:
     """The group with its NGFF metadata and empty level arrays, marked incomplete."""
-    marker = {"complete": False, "format": FORMAT, "version": __version__, "kind": kind, "started": _now(),
+    marker = {"complete": False, "format": FORMAT, "version": __version__, "kind": kind, "started": now(),
               "layout": layout, "labels": _labels(data)}
     ome = {"version": NGFF_VERSION, "multiscales": [
         _multiscale(data, kind, plan, layout["downsample"], name or ", ".join(marker["labels"]["element"]))
@@ -582,7 +593,7 @@ def _fill(data: xr.DataArray, kind: str, url: str, fs: Any, root: str, plan: lis
         )
         write = dask.delayed(functools.partial(_write_block, array=array), pure=False)
         # Unoptimised, so that the levels share the tasks of the blocks they are binned from:
-        # optimised graphs fuse those into each consumer, which would read the source once per level.
+        # an optimised graph fuses those into each consumer, which would read the source once per level.
         blocks = level.to_delayed(optimize_graph=False)
         total += blocks.size
         for index in np.ndindex(blocks.shape):
@@ -599,7 +610,7 @@ def _fill(data: xr.DataArray, kind: str, url: str, fs: Any, root: str, plan: lis
     marker = dict(group.attrs[MARKER])
     ome = dict(group.attrs["ome"])
     ome["omero"] = _omero(url, plan[-1], downsample, marker["labels"]["element"], storage_options)
-    marker.update(complete=True, finished=_now())
+    marker.update(complete=True, finished=now())
     group.attrs.update({"ome": ome, MARKER: marker})
     return WriteSummary(url, total, len(tasks), total - len(tasks))
 
@@ -673,8 +684,8 @@ def open_pyramid(
         :func:`~xrfsr_dask.io.open_xrf`; another tool's OME-Zarr: ome-zarr-py
         or napari-ome-zarr).
     """
-    url, storage_options = _location(url, storage_options)
-    fs, root = _fs(url, storage_options)
+    url, storage_options = location(url, storage_options)
+    fs, root = fs_of(url, storage_options)
     attrs = _root_attrs(url, fs, root, storage_options)
     if attrs is None:
         raise SourceNotFoundError(
@@ -692,7 +703,7 @@ def open_pyramid(
             f"{url} is an unfinished OME-Zarr export: finish it by re-running the export with --resume "
             "(to_ome_zarr(..., resume=True))."
         )
-    with _metadata_errors(url):
+    with metadata_errors(url):
         multiscale = attrs["ome"]["multiscales"][0]
         labels, layout = marker["labels"], marker["layout"]
         plan = _plan_from(layout, marker["kind"])
