@@ -11,7 +11,7 @@ import xrfsr_dask as xs
 from xrfsr_dask import DeviceError, NonFiniteCountsError, SchemaError, StoreMismatchError, XrfsrWarning
 from xrfsr_dask.cli import app
 from xrfsr_dask.enhance import enhance, enhance_to_zarr
-from xrfsr_dask.io import store
+from xrfsr_dask.io import writing as store_write
 from xrfsr_dask.model import build_rdn, load_model, predict, save_model
 
 
@@ -110,7 +110,7 @@ def test_interrupted_write_resumes_to_the_same_bytes(lr_series, tiny_path, tmp_p
     assert full.chunks_total == 2 * 2 * 3 * 2
 
     calls = {"n": 0}
-    original = store._write_block
+    original = store_write._write_block
 
     def dying(block, **kw):
         calls["n"] += 1
@@ -118,13 +118,13 @@ def test_interrupted_write_resumes_to_the_same_bytes(lr_series, tiny_path, tmp_p
             raise RuntimeError("worker lost")
         return original(block, **kw)
 
-    monkeypatch.setattr(store, "_write_block", dying)
+    monkeypatch.setattr(store_write, "_write_block", dying)
     target = str(tmp_path / "resumed.zarr")
     with pytest.raises(RuntimeError, match="worker lost"):
         enhance_to_zarr(src, target, tiny_path, progress=False)
     status = xs.store_status(target)
     assert not status.complete and 0 < status.chunks_written < full.chunks_total
-    monkeypatch.setattr(store, "_write_block", original)
+    monkeypatch.setattr(store_write, "_write_block", original)
     summary = enhance_to_zarr(src, target, tiny_path, resume=True, progress=False)
     assert summary.chunks_skipped == status.chunks_written
     assert summary.chunks_written == full.chunks_total - status.chunks_written

@@ -34,6 +34,9 @@ StorageOptions = Annotated[
     ),
 ]
 Device = Annotated[str, typer.Option(help="Where it runs: auto, cpu, cuda or cuda:N (N the GPU index).")]
+Overwrite = Annotated[bool, typer.Option(help="Replace an existing destination.")]
+Resume = Annotated[bool, typer.Option(help="Finish an interrupted write into DST: only missing chunks are computed.")]
+Progress = Annotated[bool, typer.Option(help="Show a progress bar.")]
 
 
 def _value(text: str) -> Any:
@@ -57,6 +60,12 @@ def _pairs(items: list[str] | None, option: str) -> dict[str, Any]:
             raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
         out[key.strip()] = _value(value.strip())
     return out
+
+
+def _write_options(overwrite: bool, resume: bool, progress: bool, storage_option: list[str] | None) -> dict[str, Any]:
+    """The writer options (:class:`xrfsr_dask.io.WriteOptions`) of a command, from its shared flags."""
+    return {"overwrite": overwrite, "resume": resume, "progress": progress,
+            "storage_options": _pairs(storage_option, "--storage-option")}
 
 
 def _chunks(text: str | None) -> dict[str, int] | None:
@@ -211,9 +220,9 @@ def ingest(
     position_units: Annotated[str | None, typer.Option(help="Units of HDF5 positions: nm, um, mm.")] = None,
     theta_pv: Annotated[str | None, typer.Option(help="MAPS: EPICS PV holding the angle.")] = None,
     chunks: Annotated[str | None, typer.Option(help="Storage chunks, e.g. y=256,x=256.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing destination.")] = False,
-    resume: Annotated[bool, typer.Option(help="Finish an interrupted ingest into DST.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    overwrite: Overwrite = False,
+    resume: Resume = False,
+    progress: Progress = True,
     storage_option: StorageOptions = None,
 ) -> None:
     """Convert PyXRF / MAPS HDF5 or TIFF files into a zarr v3 store (one file per angle for a series)."""
@@ -231,9 +240,8 @@ def ingest(
     angle_values = [float(a) for a in angles.split(",")] if angles else None
     summary = _run(
         run_ingest, sources, dst, format=format, elements=selection, angles=angle_values, normalize=normalize,
-        nonfinite="keep" if keep_nonfinite else "raise", chunks=_chunks(chunks), overwrite=overwrite,
-        resume=resume, storage_options=_pairs(storage_option, "--storage-option"), progress=progress,
-        **reader_options,
+        nonfinite="keep" if keep_nonfinite else "raise", chunks=_chunks(chunks),
+        **_write_options(overwrite, resume, progress, storage_option), **reader_options,
     )
     typer.echo(
         f"{summary.url}: {summary.chunks_written} chunks written, {summary.chunks_skipped} already present, "
@@ -579,7 +587,7 @@ def enhance(
     batch_size: Annotated[int, typer.Option(help="Tiles per network call.")] = 8,
     device: Device = "auto",
     cluster: Annotated[str, typer.Option(help="none (threads here), local (new cluster) or an address.")] = "none",
-    resume: Annotated[bool, typer.Option(help="Finish an interrupted run: compute only missing chunks.")] = False,
+    resume: Resume = False,
     refine: Annotated[str, typer.Option(
         help="Poisson-likelihood refinement after the network: iterations (0: none) or 'auto' (stop each map "
              "where its deviance meets what Poisson noise alone gives).")] = "0",
@@ -587,23 +595,22 @@ def enhance(
         help="How strongly refinement stays near the network's output.")] = 1.0,
     check: Annotated[bool, typer.Option(
         help="Also write the consistency check beside DST (DST.consistency.zarr).")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing destination.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    overwrite: Overwrite = False,
+    progress: Progress = True,
     storage_option: StorageOptions = None,
 ) -> None:
     """Enhance every map of a store with an RDN, chunk by chunk with halos, into a new store."""
     from xrfsr_dask.enhance import enhance_to_zarr
 
-    options = _pairs(storage_option, "--storage-option")
+    write = _write_options(overwrite, resume, progress, storage_option)
     if model:
         typer.echo(f"model: {model} (given)")
     else:
-        default, kind = _default_model(src, options)
+        default, kind = _default_model(src, write["storage_options"])
         typer.echo(f"model: {default} (the default for {kind})")
     _write_on_cluster(cluster, enhance_to_zarr, src, dst, model, halo=halo, tile=tile, batch_size=batch_size,
-                      device=device, resume=resume, overwrite=overwrite, storage_options=options,
-                      progress=progress, refine=_refine_option(refine), refine_weight=refine_weight,
-                      check=check)
+                      device=device, refine=_refine_option(refine), refine_weight=refine_weight, check=check,
+                      **write)
 
 
 def _refine_option(text: str) -> int | str:
@@ -706,20 +713,18 @@ def reconstruct(
     slices_per_chunk: Annotated[int | None, typer.Option(help="Sinogram rows per task.")] = None,
     device: Device = "auto",
     cluster: Annotated[str, typer.Option(help="none (threads here), local (new cluster) or an address.")] = "none",
-    resume: Annotated[bool, typer.Option(help="Finish an interrupted run: compute only missing blocks.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing destination.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+    progress: Progress = True,
     storage_option: StorageOptions = None,
 ) -> None:
     """Reconstruct every element's volume from a projection series store into a new store."""
     from xrfsr_dask.tomo import reconstruct_to_zarr
 
-    options = _pairs(storage_option, "--storage-option")
     where = _center(center)
     _write_on_cluster(cluster, reconstruct_to_zarr, src, dst, algorithm=algorithm, backend=backend, center=where,
                       iterations=iterations, filter_name=filter_name, slices_per_chunk=slices_per_chunk,
-                      device=device, resume=resume, overwrite=overwrite, storage_options=options,
-                      progress=progress)
+                      device=device, **_write_options(overwrite, resume, progress, storage_option))
 
 
 @app.command()

@@ -29,8 +29,7 @@ import functools
 import math
 import os
 import warnings
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import dask
 import dask.array as dsa
@@ -41,7 +40,9 @@ from dask.array.overlap import ensure_minimum_chunksize
 from xrfsr_dask import _backend
 from xrfsr_dask._grid import coord_grid
 from xrfsr_dask.errors import XrfsrWarning
-from xrfsr_dask.io.store import DEFAULT_CHUNKS, WriteSummary, open_xrf, save
+from xrfsr_dask.io._zarr import DEFAULT_CHUNKS
+from xrfsr_dask.io.reading import open_xrf
+from xrfsr_dask.io.writing import WriteOptions, WriteSummary, save, write_options
 from xrfsr_dask.model import DEFAULT_MODELS, RDN, load_model, map_scale, model_serves
 from xrfsr_dask.model.infer import check_options, run_maps, warn_if_small
 from xrfsr_dask.schema import add_provenance, kind_of, validate
@@ -305,10 +306,7 @@ def enhance_to_zarr(
     refine: int | Literal["auto"] = 0,
     refine_weight: float = 1.0,
     check: bool = False,
-    overwrite: bool = False,
-    resume: bool = False,
-    storage_options: Mapping[str, Any] | None = None,
-    progress: bool = True,
+    **write: Unpack[WriteOptions],
 ) -> WriteSummary:
     """Enhance a store (or lazy DataArray) into a new zarr v3 store, chunk by chunk.
 
@@ -335,25 +333,25 @@ def enhance_to_zarr(
         it, at :func:`~xrfsr_dask.consistency.consistency_url` of
         ``destination`` (``scan_hr.zarr`` → ``scan_hr.consistency.zarr``),
         replaced on every run.
-    overwrite, resume
-        Replace an existing destination, or finish an unfinished one (its
-        shape and chunks must match; the mismatch is named otherwise).
-    storage_options
-        fsspec options for both stores (e.g. S3 endpoint and keys).
-    progress
-        A progress bar (``distributed.progress`` under a ``Client``).
+    write
+        The writer options (:class:`~xrfsr_dask.io.WriteOptions`):
+        ``overwrite`` or ``resume`` an existing destination (its shape and
+        chunks must match; the mismatch is named otherwise),
+        ``storage_options`` (fsspec options for both stores, e.g. S3
+        endpoint and keys) and ``progress``.
 
     Returns
     -------
-    xrfsr_dask.io.store.WriteSummary
+    xrfsr_dask.io.WriteSummary
         Chunks in the store, written now, and skipped as already present.
     """
+    write = write_options("enhance_to_zarr", write)
+    storage_options = write.get("storage_options")
     counts = source if isinstance(source, xr.DataArray) else open_xrf(source, storage_options=storage_options)
     out = enhance(counts, model, scale=scale, halo=halo, tile=tile, batch_size=batch_size, device=device,
                   precision=precision, nan=nan, refine=refine, refine_weight=refine_weight)
     chunks = {d: c[0] for d, c in zip(out.dims, out.chunks, strict=True)}
-    summary = save(out, destination, chunks=chunks, overwrite=overwrite, resume=resume,
-                   storage_options=storage_options, progress=progress)
+    summary = save(out, destination, chunks=chunks, **write)
     if check:
         from xrfsr_dask.consistency import consistency_to_zarr, consistency_url
 

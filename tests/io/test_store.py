@@ -19,6 +19,7 @@ from xrfsr_dask import (
     open_xrf,
     save,
     store_status,
+    xrf_maps,
     xrf_volume,
 )
 from xrfsr_dask.io import resolve_chunks
@@ -171,3 +172,20 @@ def test_chunk_parameter_errors(series):
     with pytest.raises(ValueError, match=r"chunks\['y'\] = 0"):
         resolve_chunks(series, {"y": 0})
     assert resolve_chunks(series, {"x": -1, "y": 1000}) == {"element": 1, "angle": 1, "y": 24, "x": 30}
+
+
+def test_the_old_import_path_and_one_set_of_writer_options(tmp_path):
+    from xrfsr_dask.enhance import enhance_to_zarr
+    from xrfsr_dask.io import WriteOptions, open_xrf, save, store
+    from xrfsr_dask.tomo import reconstruct_to_zarr
+
+    assert store.save is save and store.open_xrf is open_xrf and store.WriteOptions is WriteOptions
+    assert sorted(WriteOptions.__annotations__) == ["overwrite", "progress", "resume", "storage_options"]
+    maps = xrf_maps(np.ones((1, 8, 8), np.float32), elements=["Ni_K"], step_nm=50.0, probe_fwhm_nm=60.0)
+    for writer in (enhance_to_zarr, reconstruct_to_zarr):
+        with pytest.raises(TypeError, match=rf"{writer.__name__}\(\) got unexpected keyword argument\(s\) "
+                                            r"\['overwite'\]; the writer options are \['overwrite', 'progress'"):
+            writer(maps, str(tmp_path / "out.zarr"), overwite=True)
+        with pytest.raises(ValueError, match=r"pass overwrite=True or resume=True, not both"):
+            writer(maps, str(tmp_path / "out.zarr"), overwrite=True, resume=True)
+    assert not (tmp_path / "out.zarr").exists()

@@ -17,7 +17,9 @@ from xrfsr_dask.consistency._align import meta_like, overlapped, pair_up, probe_
 from xrfsr_dask.consistency.operator import ProbeLike, ScanOperator
 from xrfsr_dask.consistency.poisson import expected_deviance, poisson_deviance
 from xrfsr_dask.errors import StoreExistsError
-from xrfsr_dask.io.store import DEFAULT_CHUNKS, _location, open_xrf, store_status
+from xrfsr_dask.io._zarr import DEFAULT_CHUNKS, location
+from xrfsr_dask.io.reading import open_xrf
+from xrfsr_dask.io.status import store_status
 from xrfsr_dask.schema import add_provenance
 
 __all__ = ["COUNT_TOLERANCE", "EXCESS_TOLERANCE", "consistency", "consistency_to_zarr", "consistency_url"]
@@ -292,7 +294,7 @@ def consistency_to_zarr(
         raise ValueError("destination is required when enhanced is a DataArray (no store URL to put it beside).")
     result = consistency(enhanced, measured, probe=probe, halo=halo, excess_tolerance=excess_tolerance,
                          count_tolerance=count_tolerance)
-    url, options = _location(destination, storage_options)
+    url, options = location(destination, storage_options)
     if store_status(url, storage_options=options).exists and not overwrite:
         raise StoreExistsError(f"{url} already exists; pass overwrite=True (--overwrite) to replace it.")
     result.attrs[MARKER] = {"complete": False, "kind": "consistency"}

@@ -24,7 +24,7 @@ from xrfsr_dask.io._scan import (
 from xrfsr_dask.io.hdf5 import open_hdf5
 from xrfsr_dask.io.maps import maps_header
 from xrfsr_dask.io.pyxrf import pyxrf_header
-from xrfsr_dask.io.store import WriteSummary, save
+from xrfsr_dask.io.writing import WriteSummary, save, write_options
 from xrfsr_dask.io.tiff import tiff_header
 
 __all__ = ["FORMATS", "Format", "detect_format", "ingest", "read", "read_series"]
@@ -182,7 +182,10 @@ def ingest(
 
     One source (or ``angles`` not given for a single file) gives maps;
     several sources give a series, one file per angle. See :func:`read`,
-    :func:`read_series` and :func:`xrfsr_dask.io.save` for the parameters.
+    :func:`read_series` and :func:`xrfsr_dask.io.save` for the parameters;
+    ``overwrite``, ``resume``, ``storage_options`` and ``progress`` are the
+    writer options (:class:`~xrfsr_dask.io.WriteOptions`), named here because
+    the remaining keywords go to the reader.
 
     Examples
     --------
@@ -196,5 +199,6 @@ def ingest(
         data = read(paths[0], **options)
     else:
         data = read_series(paths, angles=angles, **options)
-    return save(data, dst, chunks=chunks, overwrite=overwrite, resume=resume,
-                storage_options=storage_options, progress=progress)
+    write = write_options("ingest", {"overwrite": overwrite, "resume": resume, "storage_options": storage_options,
+                                     "progress": progress})
+    return save(data, dst, chunks=chunks, **write)

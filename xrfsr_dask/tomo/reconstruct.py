@@ -9,8 +9,7 @@ that run on a GPU carry the ``{"GPU": 1}`` resource annotation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import dask
 import dask.array as dsa
@@ -20,7 +19,8 @@ import xarray as xr
 from xrfsr_dask import _backend
 from xrfsr_dask._grid import coord_grid
 from xrfsr_dask.errors import NonFiniteCountsError
-from xrfsr_dask.io.store import WriteSummary, open_xrf, save
+from xrfsr_dask.io.reading import open_xrf
+from xrfsr_dask.io.writing import WriteOptions, WriteSummary, save, write_options
 from xrfsr_dask.schema import add_provenance, validate
 from xrfsr_dask.tomo import _backends
 from xrfsr_dask.tomo._backends import Algorithm, BackendName
@@ -253,10 +253,7 @@ def reconstruct_to_zarr(
     filter_name: FilterName = "shepp-logan",
     slices_per_chunk: int | None = None,
     device: str = "auto",
-    overwrite: bool = False,
-    resume: bool = False,
-    storage_options: Mapping[str, Any] | None = None,
-    progress: bool = True,
+    **write: Unpack[WriteOptions],
 ) -> WriteSummary:
     """Reconstruct a series store (or lazy DataArray) into a volume zarr v3 store, block by block.
 
@@ -275,18 +272,18 @@ def reconstruct_to_zarr(
         :func:`~xrfsr_dask.tomo.find_center` first.
     algorithm, backend, iterations, filter_name, slices_per_chunk, device
         As for :func:`reconstruct`.
-    overwrite, resume
-        Replace an existing destination, or finish an unfinished one.
-    storage_options
-        fsspec options for both stores.
-    progress
-        A progress bar (``distributed.progress`` under a ``Client``).
+    write
+        The writer options (:class:`~xrfsr_dask.io.WriteOptions`):
+        ``overwrite`` or ``resume`` an existing destination,
+        ``storage_options`` (fsspec options for both stores) and ``progress``.
 
     Returns
     -------
-    xrfsr_dask.io.store.WriteSummary
+    xrfsr_dask.io.WriteSummary
         Chunks in the store, written now, and skipped as already present.
     """
+    write = write_options("reconstruct_to_zarr", write)
+    storage_options = write.get("storage_options")
     series = source if isinstance(source, xr.DataArray) else open_xrf(source, storage_options=storage_options)
     if isinstance(center, str):
         if center != "find":
@@ -297,5 +294,4 @@ def reconstruct_to_zarr(
         filter_name=filter_name, slices_per_chunk=slices_per_chunk, device=device,
     )
     chunks = {d: c[0] for d, c in zip(volume.dims, volume.chunks, strict=True)}
-    return save(volume, destination, chunks=chunks, overwrite=overwrite, resume=resume,
-                storage_options=storage_options, progress=progress)
+    return save(volume, destination, chunks=chunks, **write)
