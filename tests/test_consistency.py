@@ -427,6 +427,28 @@ def test_auto_refinement_stitches_like_the_whole_map(bright):
     np.testing.assert_allclose(bare, whole.values, atol=1e-5 * span)
 
 
+def test_auto_refinement_stops_each_projection_of_a_series_on_its_own(bright):
+    hr, lr = bright
+    x0 = _bicubic(lr, hr)
+
+    def stack(first, second):
+        return xs.xrf_maps(np.stack([first.values, second.values], axis=1), elements=["Ni_K", "Co_K"],
+                           step_nm=first.attrs["step_nm"], origin_nm=(float(first.y[0]), float(first.x[0])),
+                           angles=[0.0, 90.0], probe_fwhm_nm=lr.attrs["probe_fwhm_nm"], scan_mode="fly")
+
+    enhanced = stack(x0, hr)  # angle 0: bicubic (blurred twice); angle 90: the truth, as consistent as noise allows
+    measured = stack(lr, lr)
+    whole = refine(enhanced, measured, iterations="auto")
+    stops = whole.attrs["provenance"][-1]["parameters"]["stopped_at"]
+    assert set(stops) == {"Ni_K", "Co_K"} and all(len(v) == 2 for v in stops.values())
+    assert all(v[0] > 1 and v[1] < 1 for v in stops.values())  # the blurred projection refines, the truth barely
+    chunked = refine(enhanced.chunk(angle=1, y=46, x=38), measured.chunk(angle=1, y=23, x=19), iterations="auto")
+    again = chunked.attrs["provenance"][-1]["parameters"]["stopped_at"]
+    np.testing.assert_allclose([again[e] for e in stops], [stops[e] for e in stops], atol=1e-3)
+    span = float(whole.values.max() - whole.values.min())
+    assert np.abs(chunked.values - whole.values).max() < 1e-5 * span
+
+
 def test_refine_options_are_checked(scan):
     hr, lr = scan
     with pytest.raises(ValueError, match="iterations must be an integer >= 0 or 'auto'"):
