@@ -121,7 +121,7 @@ def test_probe_command_prints_fwhm_and_combined_resolution(tmp_path):
     assert missing.exit_code != 0 and "--pixel-nm" in missing.output
 
 
-def test_fsc_command_prints_crossings_and_writes_the_figure(tmp_path):
+def test_fsc_command_prints_crossings_and_writes_the_figure(tmp_path, monkeypatch):
     from xrfsr_dask import GaussianProbe, nmc_particle, save, simulate_scan
     from xrfsr_dask.metrics import frc
 
@@ -139,9 +139,19 @@ def test_fsc_command_prints_crossings_and_writes_the_figure(tmp_path):
     assert f"Ni_K: half-bit {half:.1f} nm (full period {full:.1f} nm)" in result.output
     assert "warning:" not in result.output
     assert figure.stat().st_size > 10_000
-    # An existing figure is not replaced without --overwrite.
+    # An existing figure is not replaced without --overwrite: one error line like every other command's.
     again = runner.invoke(app, ["fsc", a, b, "--figure", str(figure)])
-    assert again.exit_code != 0 and "--overwrite" in again.output
+    assert again.exit_code == 2
+    assert again.stderr == f"error: --figure {figure} exists; pass --overwrite to replace it, or another --figure.\n"
+    # The default name is never refused: a second run writes beside the first.
+    monkeypatch.chdir(tmp_path)
+    first_run, second_run = (runner.invoke(app, ["fsc", a, b, "--threshold", "0.0001"]) for _ in range(2))
+    assert first_run.exit_code == 0 and second_run.exit_code == 0, second_run.output
+    assert "figure: fsc.png" in first_run.output and "figure: fsc-2.png" in second_run.output
+    # No curve falls below 1e-4: the resolution is bounded by the last shell, about one 20 nm step.
+    bound = 1 / (2 * float(expected.frequency.max()))
+    assert 19.0 < bound <= 20.0
+    assert f"0.0001 not crossed (≤ {bound:.1f} nm, the Nyquist limit)" in first_run.output
     printed = json.loads(
         runner.invoke(
             app, ["fsc", a, b, "--figure", str(figure), "--overwrite", "--json", "--threshold", "one-bit"]
@@ -207,3 +217,23 @@ def test_export_to_ome_zarr_local_and_s3(tmp_path, s3_bucket):
     assert result.exit_code == 0, result.output
     coarse = open_pyramid(url, storage_options=options)[-1]
     np.testing.assert_allclose(coarse.values[:, 0, 0], counts[:, :4, :4].mean(axis=(1, 2)), rtol=1e-6)
+
+
+def test_cli_reference_page_lists_every_command_and_its_options():
+    import importlib.util
+    from pathlib import Path
+
+    import typer
+
+    path = Path(__file__).parent.parent / "docs" / "_hooks" / "cli_reference.py"
+    spec = importlib.util.spec_from_file_location("cli_reference", path)
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    page = hook.on_page_markdown(f"# CLI\n\n{hook.MARKER}\n")
+    group = typer.main.get_command(app)
+    names = list(group.commands)
+    assert names and all(f"## `xrfsr {name}`" in page for name in names)
+    assert page.count("\n## ") == len(names)
+    assert "| `--device` | `auto` | Where it runs: auto, cpu, cuda or cuda:N (N the GPU index). |" in page
+    assert "| `--resume`, `--no-resume` | `False` | Finish an interrupted write into DST" in page
+    assert hook.on_page_markdown("no marker here") == "no marker here"

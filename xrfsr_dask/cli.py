@@ -11,6 +11,7 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -83,6 +84,14 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
         return tuple(float(v) for v in text.split(","))
     except ValueError:
         raise typer.BadParameter(f"expected numbers separated by commas; got {text!r}", param_hint=option) from None
+
+
+def _threshold(text: str) -> float | str:
+    """A named FSC threshold, or a fixed one given as a number."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _center(text: str) -> float | str | None:
@@ -405,10 +414,12 @@ def fsc(
     first: Annotated[str, typer.Argument(help="First store (maps or volume), path or URL.")],
     second: Annotated[str, typer.Argument(help="Second, independent store on the same grid.")],
     element: Annotated[str | None, typer.Option(help="Elements to compare, e.g. Ni_K,Co_K (default all).")] = None,
-    threshold: Annotated[str, typer.Option(help="Threshold curves: half-bit,one-bit,1/7,3-sigma.")] = "half-bit,one-bit,1/7,3-sigma",
+    threshold: Annotated[str, typer.Option(
+        help="Threshold curves: half-bit,one-bit,1/7,3-sigma, or fixed numbers in (0, 1).")] = "half-bit,one-bit,1/7,3-sigma",
     shell_width: Annotated[float, typer.Option(help="Shell width in frequency steps.")] = 1.0,
     window: Annotated[str | None, typer.Option(help="Apodisation window, e.g. hann (default none).")] = None,
-    figure: Annotated[Path, typer.Option(help="Where to write the figure (PNG, PDF or SVG).")] = Path("fsc.png"),
+    figure: Annotated[Path | None, typer.Option(
+        help="Where to write the figure (PNG, PDF or SVG); default fsc.png, or fsc-2.png, ... if it exists.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing figure file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
     storage_option: StorageOptions = None,
@@ -427,8 +438,11 @@ def fsc(
     from xrfsr_dask.metrics import fsc as run_fsc
     from xrfsr_dask.plot import plot_fsc
 
-    if figure.exists() and not overwrite:
-        raise typer.BadParameter(f"{figure} exists; pass --overwrite or another --figure", param_hint="--figure")
+    if figure is None:
+        figure = next(p for k in itertools.count(1) if not (p := Path("fsc.png" if k == 1 else f"fsc-{k}.png")).exists())
+    elif figure.exists() and not overwrite:
+        typer.echo(f"error: --figure {figure} exists; pass --overwrite to replace it, or another --figure.", err=True)
+        raise typer.Exit(2)
     options = _pairs(storage_option, "--storage-option")
     a, b = (_run(open_xrf, url, storage_options=options) for url in (first, second))
     if element:
@@ -444,7 +458,7 @@ def fsc(
         warnings.simplefilter("always", EnhancedFSCWarning)
         result = _run(
             run, a, b, shell_width=shell_width, window=window,
-            thresholds=[t.strip() for t in threshold.split(",")],
+            thresholds=[_threshold(t.strip()) for t in threshold.split(",")],
         )
     notes = []
     for w in caught:
@@ -457,6 +471,7 @@ def fsc(
     plot_fsc(result, title=f"{result.attrs['kind'].upper()}: {first} vs {second}").savefig(figure, dpi=150)
     names = ["crossing_frequency", "resolution_half_period_nm", "resolution_full_period_nm"]
     table = result[names].to_dataframe().reset_index()
+    bound = 1.0 / (2.0 * float(result.frequency.max()))  # a curve never crossed: finer than the last shell
     rows = [
         {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
         for row in table.to_dict("records")
@@ -466,7 +481,7 @@ def fsc(
             "kind": result.attrs["kind"], "figure": str(figure),
             "convention": "crossing_frequency f in 1/nm; resolution_half_period_nm = 1/(2f), "
                           "resolution_full_period_nm = 1/f, in nm",
-            "crossings": rows, "warnings": notes,
+            "crossings": rows, "not_crossed_bound_half_period_nm": bound, "warnings": notes,
         }, indent=2))
         return
     batch = [d for d in result.crossing_frequency.dims if d != "threshold"]
@@ -475,7 +490,8 @@ def fsc(
     for key, group in table.groupby(batch, sort=False) if batch else [((), table)]:
         label = " ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
         parts = [
-            f"{t} {h:.1f} nm (full period {f:.1f} nm)" if not math.isnan(h) else f"{t} not crossed"
+            f"{t} {h:.1f} nm (full period {f:.1f} nm)" if not math.isnan(h)
+            else f"{t} not crossed (≤ {bound:.1f} nm, the Nyquist limit)"
             for t, h, f in zip(group["threshold"], group["resolution_half_period_nm"],
                                group["resolution_full_period_nm"], strict=True)
         ]

@@ -66,8 +66,8 @@ import dask
 import numpy as np
 import xarray as xr
 from scipy import ndimage
-from tqdm.auto import tqdm
 
+from xrfsr_dask import _progress
 from xrfsr_dask._demo_records import TRUTH_PER_STEP, DemoRun, Optic, OpticRun
 from xrfsr_dask._version import __version__
 from xrfsr_dask.consistency import consistency, refine
@@ -376,7 +376,7 @@ def _project(truth: xr.DataArray, angles: np.ndarray) -> xr.DataArray:
     """
     starts = range(0, truth.sizes["z"], PROJECT_SLAB)
     slabs = [project(truth.isel(z=slice(z, z + PROJECT_SLAB)), angles=angles, progress=False)
-             for z in tqdm(starts, desc=f"project {len(angles)} angles", unit="slab")]
+             for z in _progress.bar(starts, desc=f"project {len(angles)} angles", unit="slab")]
     series = xr.concat(slabs, dim="y", combine_attrs="override")
     series.attrs["provenance"] = slabs[0].attrs["provenance"]
     return series
@@ -421,7 +421,8 @@ def _optic_run(optic: Optic, out: Path, settings: dict[str, Any], stages: _Stage
             scan = simulate_scan(series, step_nm=optic.step_nm, probe=optic.probe, scan_mode="fly",
                                  jitter_nm=0.05 * optic.step_nm, noise=True, seed=seed + 10 * k + 1)
             url = str(folder / f"lr_{name}.zarr")
-            save(scan, url, chunks={"angle": max(1, n_angles // 4), "y": -1, "x": -1}, progress=False)
+            with dask.config.set(scheduler="threads"):  # in memory here: not shipped inside a graph
+                save(scan, url, chunks={"angle": max(1, n_angles // 4), "y": -1, "x": -1}, progress=False)
             return open_xrf(url)
 
         lr[name] = stages.run(
@@ -460,7 +461,8 @@ def _optic_run(optic: Optic, out: Path, settings: dict[str, Any], stages: _Stage
         def tomography(name: str = name, measured: xr.DataArray = measured) -> None:
             found = align(measured.compute(), progress=True)
             shifts[name] = float(np.sqrt((found.shift_nm.values**2).mean()))
-            pairs = (("lr", found.series), ("hr", found.apply(hr[name])))
+            # Both series lazily from their stores, so the cluster's graphs carry no arrays.
+            pairs = (("lr", found.apply(measured)), ("hr", found.apply(hr[name])))
             for grid, series in pairs:
                 volume = reconstruct(series, algorithm="fbp").compute()
                 with dask.config.set(scheduler="threads"):

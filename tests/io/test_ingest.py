@@ -12,6 +12,7 @@ from xrfsr_dask import (
     IngestError,
     NonFiniteCountsError,
     SourceNotFoundError,
+    XrfsrWarning,
     ingest,
     open_xrf,
     read,
@@ -137,3 +138,21 @@ def test_detect_format_errors(tmp_path):
         f.create_group("entry")
     with pytest.raises(IngestError, match=r"top-level keys \['entry'\]; expected 'xrfmap' \(PyXRF\) or 'MAPS'"):
         detect_format(tmp_path / "other.h5")
+
+
+def test_kept_nan_in_a_series_is_one_warning_not_one_per_file(tmp_path):
+    import warnings
+
+    paths, _ = pyxrf_series(tmp_path)
+    for path in paths:
+        with h5py.File(path, "r+") as f:
+            f["xrfmap/detsum/xrf_fit"][0, 1, 2] = np.nan
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        series = read_series(paths, nonfinite="keep")
+        values = series.values
+    messages = [str(w.message) for w in caught if issubclass(w.category, XrfsrWarning)]
+    assert messages == [f"nonfinite='keep': NaN or infinite counts in the {len(paths)} files of this series are "
+                        "kept as they are when the files are read."]
+    assert [w.filename for w in caught if issubclass(w.category, XrfsrWarning)] == [__file__]
+    assert np.isnan(values[0, :, 1, 2]).all()

@@ -138,7 +138,7 @@ def select_channels(header: ScanHeader, elements: Elements) -> list[int]:
     return [header.channels.index(e) for e in elements]
 
 
-def _check_finite(maps: np.ndarray, names: Sequence[str], path: str, nonfinite: NonFinite) -> None:
+def _check_finite(maps: np.ndarray, names: Sequence[str], path: str, nonfinite: NonFinite, *, warn: bool) -> None:
     bad = ~np.isfinite(maps)
     if not bad.any():
         return
@@ -154,11 +154,14 @@ def _check_finite(maps: np.ndarray, names: Sequence[str], path: str, nonfinite: 
             f"{report}. Nothing was zeroed; pass nonfinite='keep' (--keep-nonfinite) to keep them "
             "as they are, or fix the fit that produced them."
         )
-    warnings.warn(f"{report}; kept as they are (nonfinite='keep').", XrfsrWarning, stacklevel=3)
+    if warn:
+        warnings.warn(f"{report}; kept as they are (nonfinite='keep').", XrfsrWarning, stacklevel=3)
 
 
-def _load(header: ScanHeader, indices: Sequence[int], normalize: str | None, nonfinite: NonFinite) -> np.ndarray:
-    """Selected channels, normalised and oriented so positions increase."""
+def _load(
+    header: ScanHeader, indices: Sequence[int], normalize: str | None, nonfinite: NonFinite, *, warn: bool = True
+) -> np.ndarray:
+    """Selected channels, normalised and oriented so positions increase (``warn``: about kept non-finite counts)."""
     maps = np.asarray(header.load(indices))
     if maps.shape != (len(indices), *header.shape):
         raise IngestError(
@@ -171,7 +174,7 @@ def _load(header: ScanHeader, indices: Sequence[int], normalize: str | None, non
         maps = maps[:, ::-1, :]
     if header.flip[1]:
         maps = maps[:, :, ::-1]
-    _check_finite(maps, [header.channels[i] for i in indices], header.path, nonfinite)
+    _check_finite(maps, [header.channels[i] for i in indices], header.path, nonfinite, warn=warn)
     return np.ascontiguousarray(maps)
 
 
@@ -311,10 +314,15 @@ def series_from_headers(
         for h in headers:
             _require_scaler(h, normalize)
     angle_values = _angles(headers, angles)
+    if nonfinite == "keep":  # once here, not once per file from the tasks that read them
+        warnings.warn(
+            f"nonfinite='keep': NaN or infinite counts in the {len(headers)} files of this series are kept as they "
+            "are when the files are read.", XrfsrWarning, stacklevel=3,
+        )
     planes = []
     for h in headers:
         own = [h.channels.index(n) for n in names]
-        block = dask.delayed(_load)(h, own, normalize, nonfinite)
+        block = dask.delayed(_load)(h, own, normalize, nonfinite, warn=False)
         planes.append(dsa.from_delayed(block, shape=(len(names), *first.shape), dtype=np.float32))
     counts = dsa.stack(planes, axis=1)
     try:

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 import xarray as xr
 from torch.nn import functional
-from tqdm.auto import tqdm
 
+from xrfsr_dask import _progress
 from xrfsr_dask.errors import NonFiniteCountsError, StoreExistsError
 from xrfsr_dask.model.data import _augment, map_scale
 from xrfsr_dask.model.infer import DEFAULT_QUANTILE, resolve_device
@@ -321,7 +321,8 @@ def adapt(
     optimiser = torch.optim.Adam(net.parameters(), lr=learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimiser, T_max=epochs * steps_per_epoch, eta_min=learning_rate * FINAL_LR_FRACTION)
-    bar = tqdm(total=epochs, desc=f"adapting {base.card.get('name', 'model')}", unit="epoch", disable=not progress)
+    bar = _progress.bar(total=epochs, desc=f"adapting {base.card.get('name', 'model')}", unit="epoch",
+                        disable=not progress)
     history = []
     for epoch in range(1, epochs + 1):
         rng = np.random.default_rng([seed, epoch])

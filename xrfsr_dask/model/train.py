@@ -34,8 +34,8 @@ import numpy as np
 import torch
 import xarray as xr
 from torch.nn import functional
-from tqdm.auto import tqdm
 
+from xrfsr_dask import _progress
 from xrfsr_dask.errors import StoreExistsError, StoreMismatchError
 from xrfsr_dask.model.data import DataSettings, PairSource
 from xrfsr_dask.model.infer import resolve_device
@@ -266,7 +266,8 @@ def train(
     log = _read_log(out / "log.csv", done)
     source = PairSource(settings.data, "train", images=images)
     validation, test = fixed_pairs(settings.data, "validation"), fixed_pairs(settings.data, "test")
-    bar = tqdm(total=settings.epochs, initial=done, desc=f"training {name}", unit="epoch", disable=not progress)
+    bar = _progress.bar(total=settings.epochs, initial=done, desc=f"training {name}", unit="epoch",
+                        disable=not progress)
     for epoch in range(done + 1, settings.epochs + 1):
         started = time.perf_counter()
         rng = np.random.default_rng([settings.seed, epoch])

@@ -33,9 +33,8 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 from skimage.registration import phase_cross_correlation
-from tqdm.auto import tqdm
 
-from xrfsr_dask import _backend
+from xrfsr_dask import _backend, _progress
 from xrfsr_dask._grid import coord_grid
 from xrfsr_dask.errors import NonFiniteCountsError
 from xrfsr_dask.schema import add_provenance, validate
@@ -219,7 +218,7 @@ def align(
     shifts = _centre_of_mass(images, theta, center)
     projector = Projector(theta, n=n_det, n_det=n_det, center=center, device=torch.device(device))
     updates: list[float] = []
-    steps = tqdm(range(iterations), desc="aligning projections", unit="iteration", disable=not progress)
+    steps = _progress.bar(range(iterations), desc="aligning projections", unit="iteration", disable=not progress)
     for _ in steps:
         aligned = _shifted(images, shifts)
         slices = _nufft.fbp(np.ascontiguousarray(aligned.transpose(1, 0, 2)), theta, center=center, n=n_det,

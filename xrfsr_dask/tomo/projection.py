@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
 
+from xrfsr_dask import _progress
 from xrfsr_dask.schema import check_degrees, validate, xrf_maps
 from xrfsr_dask.tomo._geometry import footprint
 
@@ -101,7 +101,7 @@ def project(
     # One column per (element, z) row of the volume, one row per (y, x) pixel.
     columns = np.asarray(volume.data, dtype=np.float64).reshape(n_elements * nz, ny * nx).T.copy()
     out = np.empty((n_elements, theta.size, nz, nx), dtype=np.float32)
-    for i, angle in enumerate(tqdm(theta, desc="project", unit="angle", disable=not progress)):
+    for i, angle in enumerate(_progress.bar(theta, desc="project", unit="angle", disable=not progress)):
         out[:, i] = (footprint(ny, nx, float(angle)) @ columns).T.reshape(n_elements, nz, nx)
     series = xrf_maps(
         out, elements=[str(e) for e in volume.element.values], step_nm=(dz, dx),
