@@ -18,15 +18,14 @@ frequencies of its own samples.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from xrfsr_dask._backend import array_module, function, library, to_host
+from xrfsr_dask.metrics import _shell_kernel
 
 __all__ = ["Shells", "fft_axis0", "rfft_rest", "rfftn", "shell_sums", "window"]
 
@@ -209,13 +208,18 @@ def shell_sums(
 
     Notes
     -----
-    The first axis is processed in slabs of about 2**21 samples, which bounds
-    the temporaries; on NumPy the slabs run on a thread per core (the FFTs
-    and ``bincount`` release the GIL).
+    NumPy spectra are summed in one compiled pass
+    (:mod:`xrfsr_dask.metrics._shell_kernel`); CuPy spectra by ``bincount``
+    over slabs of the first axis of about 2**21 samples, which bounds the
+    temporaries.
     """
     first = spectra[0]
-    xp = array_module(*spectra)
     offsets = offsets or [0] * first.ndim
+    if library(first) == "numpy":
+        return _shell_kernel.sums(
+            list(spectra), shells.shape, shells.spacing_nm, shells.edges, shells.width, list(offsets), mode == "cross"
+        )
+    xp = array_module(*spectra)
     freqs = [
         f[o : o + size] for f, o, size in zip(shells.frequencies(), offsets, first.shape, strict=True)
     ]
@@ -237,11 +241,7 @@ def shell_sums(
         with np.errstate(invalid="ignore", over="ignore"):
             return _slab_sums(parts, shells, f0_sq[start:stop], plane, edges, mode)
 
-    if library(first) == "numpy" and len(starts) > 1:
-        with ThreadPoolExecutor(max_workers=min(len(starts), os.cpu_count() or 1)) as pool:
-            partial_sums = list(pool.map(one, starts))
-    else:
-        partial_sums = [one(start) for start in starts]
+    partial_sums = [one(start) for start in starts]
     return to_host(sum(partial_sums[1:], partial_sums[0]))
 
 
