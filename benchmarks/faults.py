@@ -193,7 +193,8 @@ def s3_faults() -> list[dict[str, Any]]:
         rows.append({"fault": "s3-permanent", "injected": f"{proxy.injected['403 AccessDenied']} x 403 AccessDenied "
                      "(every upload of element 1)", "outcome": f"{outcome}; incomplete with {status.chunks_written} "
                      f"of {status.chunks_total} chunks; resume finished",
-                     "complete": xs.store_status("s3://faults/denied.zarr", storage_options=_options(endpoint)).complete,
+                     "complete": xs.store_status("s3://faults/denied.zarr",
+                                                 storage_options=_options(endpoint)).complete,
                      "data_lost": int((back != reference).any(axis=(-2, -1)).sum()),
                      "baseline_s": round(base, 2), "extra_s": round(disturbed - base, 2)})
         return rows

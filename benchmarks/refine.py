@@ -2,7 +2,8 @@
 
 Test scenes are NMC phantoms (5 nm pixels, 512 x 512) from seeds of the test
 split (or, with ``--family``, maps of a structure family of
-:mod:`xrfsr_dask.families` at ``counts=2000``, e.g. the held-out ``circuit``), scanned as in ``benchmarks/quality.py``'s FZP-like setting: probe 60
+:mod:`xrfsr_dask.families` at ``counts=2000``, e.g. the held-out ``circuit``), scanned as in
+``benchmarks/quality.py``'s FZP-like setting: probe 60
 nm FWHM, step 50 nm, fly scan along x, Poisson noise, at two flux scales
 (0.5: about 1000 Ni counts per scan pixel in dense grains; 0.05: about 100).
 Each scan is enhanced by the bundled default model (``enhance(lr)``, whatever
@@ -38,7 +39,7 @@ import warnings
 import numpy as np
 import torch
 
-from xrfsr_dask import nmc_particle, simulate_scan, structure_maps, xrf_maps
+from xrfsr_dask import nmc_particle, simulate_scan, structure_maps
 from xrfsr_dask.consistency import ScanOperator, consistency, refine
 from xrfsr_dask.enhance import enhance
 from xrfsr_dask.metrics import psnr
@@ -113,7 +114,8 @@ def quality(phantoms: int, model_name: str | None, family: str = "nmc") -> list[
                         rows.setdefault(key, []).append(scores)
         for (start_name, n, weight), scores in rows.items():
             line = {
-                "bench": "refine", "family": family, "start": start_name, "model": model if start_name == "RDN" else None,
+                "bench": "refine", "family": family, "start": start_name,
+                "model": model if start_name == "RDN" else None,
                 "count_scale": count_scale, "iterations": n, "weight": weight,
                 "size": f"{phantoms} x 4 maps of {lr.shape[-2]} x {lr.shape[-1]} LR px",
                 **{k: None if scores[0][k] is None else round(float(np.mean([s[k] for s in scores])), 4)

@@ -156,7 +156,8 @@ def main() -> None:
 
             timings[(algorithm, backend)] = seconds = best(run, 1)
             print(json.dumps({
-                "bench": f"tomo.{algorithm}", "size": f"2 slices of {N}x{N}, {THETA.size} angles, {iterations} iterations",
+                "bench": f"tomo.{algorithm}",
+                "size": f"2 slices of {N}x{N}, {THETA.size} angles, {iterations} iterations",
                 "backend": backend, "ours_s": round(seconds, 3), "rmse": round(_rmse(run()[0, 0], 0.0), 5),
                 "peer": "astra SIRT", "peer_s": round(timings[("sirt", "astra")], 3),
                 "ratio": round(timings[("sirt", "astra")] / seconds, 3), **common,

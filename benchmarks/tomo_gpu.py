@@ -91,7 +91,8 @@ def main() -> None:
         seconds = best(lambda: reconstruct(volume_series, backend=fastest, filter_name="ramp", device=device,
                                            slices_per_chunk=args.slices_per_chunk).values, 1)
         print(json.dumps({
-            "bench": "tomo_gpu.volume", "size": f"{args.volume_n} slices of {args.volume_n}x{args.volume_n}, {ANGLES.size} angles",
+            "bench": "tomo_gpu.volume",
+            "size": f"{args.volume_n} slices of {args.volume_n}x{args.volume_n}, {ANGLES.size} angles",
             "backend": fastest, "ours_s": round(seconds, 2),
             "anchor": "tomocupy 2048^3 in 7-15 s on one A100 (8x the work of 1024^3)", **common,
         }), flush=True)

@@ -48,7 +48,8 @@ def test_ingest_then_info_local(tmp_path, pyxrf_file):
 def test_ingest_maps_and_pyxrf_to_s3(s3_bucket, pyxrf_file, maps_file):
     prefix, options = s3_bucket
     opts = [a for k, v in options.items() for a in ("-o", f"{k}={v}")]
-    for (path, maps), name, expected in [(pyxrf_file, "p.zarr", ["Ni_K", "Co_K"]), (maps_file, "m.zarr", ["Fe", "Mo_L"])]:
+    cases = [(pyxrf_file, "p.zarr", ["Ni_K", "Co_K"]), (maps_file, "m.zarr", ["Fe", "Mo_L"])]
+    for (path, maps), name, expected in cases:
         url = f"{prefix}/{name}"
         result = runner.invoke(app, ["ingest", str(path), url, "--no-progress", *opts])
         assert result.exit_code == 0, result.output

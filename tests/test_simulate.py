@@ -129,7 +129,8 @@ def test_series_keep_their_angles_and_attrs():
     assert lr.attrs["scan_mode"] == "fly" and lr.attrs["step_nm"] == [40.0, 40.0]
     assert lr.attrs["probe_fwhm_nm"] == pytest.approx(math.sqrt(60 * 40))
     assert lr.attrs["dwell_s"] == 0.02
-    assert [p["operation"] for p in lr.attrs["provenance"]] == ["xrfsr_dask.xrf_maps", "xrfsr_dask.simulate.simulate_scan"]
+    operations = [p["operation"] for p in lr.attrs["provenance"]]
+    assert operations == ["xrfsr_dask.xrf_maps", "xrfsr_dask.simulate.simulate_scan"]
 
 
 def test_bad_input_is_refused():

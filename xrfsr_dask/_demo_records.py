@@ -69,7 +69,8 @@ class OpticRun:
     fsc_warnings: list[str] = field(default_factory=list)
     """What :class:`~xrfsr_dask.errors.EnhancedFSCWarning` said about this optic's FSCs (the enhanced pair)."""
     densities: dict[str, xr.DataArray] = field(default_factory=dict)
-    """Dataset a's LR and HR volumes and the ground truth on the HR voxels, all in :data:`~xrfsr_dask.demo.VOLUME_UNITS`."""
+    """Dataset a's LR and HR volumes and the ground truth on the HR voxels, in
+    :data:`~xrfsr_dask.demo.VOLUME_UNITS`."""
     check: dict[str, Any] = field(default_factory=dict)
     """The consistency check of dataset a: maps and profiles for the figure, numbers for the table."""
 

@@ -415,7 +415,8 @@ def fsc(
     second: Annotated[str, typer.Argument(help="Second, independent store on the same grid.")],
     element: Annotated[str | None, typer.Option(help="Elements to compare, e.g. Ni_K,Co_K (default all).")] = None,
     threshold: Annotated[str, typer.Option(
-        help="Threshold curves: half-bit,one-bit,1/7,3-sigma, or fixed numbers in (0, 1).")] = "half-bit,one-bit,1/7,3-sigma",
+        help="Threshold curves: half-bit,one-bit,1/7,3-sigma, or fixed numbers in (0, 1).",
+    )] = "half-bit,one-bit,1/7,3-sigma",
     shell_width: Annotated[float, typer.Option(help="Shell width in frequency steps.")] = 1.0,
     window: Annotated[str | None, typer.Option(help="Apodisation window, e.g. hann (default none).")] = None,
     figure: Annotated[Path | None, typer.Option(
@@ -439,7 +440,8 @@ def fsc(
     from xrfsr_dask.plot import plot_fsc
 
     if figure is None:
-        figure = next(p for k in itertools.count(1) if not (p := Path("fsc.png" if k == 1 else f"fsc-{k}.png")).exists())
+        names = (Path("fsc.png" if k == 1 else f"fsc-{k}.png") for k in itertools.count(1))
+        figure = next(p for p in names if not p.exists())
     elif figure.exists() and not overwrite:
         typer.echo(f"error: --figure {figure} exists; pass --overwrite to replace it, or another --figure.", err=True)
         raise typer.Exit(2)
@@ -514,7 +516,8 @@ def train(
     test_phantoms: Annotated[int, typer.Option(help="Test phantoms of each family.")] = 4,
     patch: Annotated[int, typer.Option(help="LR pixels per side of a training patch.")] = 32,
     sample: Annotated[str, typer.Option(
-        help="maps, projections (through thick samples, for tomography series) or mixed (one model for both).")] = "maps",
+        help="maps, projections (through thick samples, for tomography series) or mixed (one model for both).",
+    )] = "maps",
     families: Annotated[str | None, typer.Option(
         help="Structure families and weights, e.g. nmc=3,cell=1,targets=1; default: every family but the held-out "
              "ones (xrfsr_dask.families.HELD_OUT), weight 1.")] = None,
@@ -533,7 +536,8 @@ def train(
             try:
                 chosen[family.strip()] = float(weight) if sep else 1.0
             except ValueError:
-                raise typer.BadParameter(f"expected NAME or NAME=WEIGHT, got {item!r}", param_hint="--families") from None
+                raise typer.BadParameter(f"expected NAME or NAME=WEIGHT, got {item!r}",
+                                         param_hint="--families") from None
     data = _run(DataSettings, scale=scale, train_seeds=train_phantoms, validation_seeds=validation_phantoms,
                 test_seeds=test_phantoms, patch=patch, sample=sample,
                 **({"families": tuple(chosen.items())} if chosen else {}))
@@ -725,7 +729,8 @@ def reconstruct(
     backend: Annotated[str, typer.Option(help="auto, nufft, astra or torch.")] = "auto",
     center: Annotated[str, typer.Option(help="Rotation axis in detector pixels, 'middle', or 'find'.")] = "middle",
     iterations: Annotated[int | None, typer.Option(help="Iterations of sirt, mlem or cgls.")] = None,
-    filter_name: Annotated[str, typer.Option("--filter", help="FBP filter: ramp, shepp-logan, cosine, hamming, hann.")] = "shepp-logan",
+    filter_name: Annotated[str, typer.Option(
+        "--filter", help="FBP filter: ramp, shepp-logan, cosine, hamming, hann.")] = "shepp-logan",
     slices_per_chunk: Annotated[int | None, typer.Option(help="Sinogram rows per task.")] = None,
     device: Device = "auto",
     cluster: Annotated[str, typer.Option(help="none (threads here), local (new cluster) or an address.")] = "none",

@@ -371,7 +371,8 @@ def _fsc_html(optics: Sequence[OpticRun]) -> str:
         checks.append(
             f"{o.optic.name}: HR deviance {dev['hr']:.3f} (noise alone {exp['hr']:.3f}), {verdict}; count ratio "
             f"{c['count_ratio']['hr']:.4f}, rim overshoot {c['edge_overshoot_percent']['hr']:+.1f} %; refined "
-            f"({_refined_label(c, short=True)}) {dev['refined']:.3f} (noise alone {exp['refined']:.3f}), {fit}, and its "
+            f"({_refined_label(c, short=True)}) {dev['refined']:.3f} (noise alone {exp['refined']:.3f}), {fit}, "
+            "and its "
             f"error against the truth {trend} from {err['hr']:.1f} % to {err['refined']:.1f} %")
     return f"""<p><b>What the FSC between two enhanced datasets shows.</b> How reproducibly the network maps
 two independent scans of one sample (their own noise, drift, jitter and interleaved angles) onto the fine
@@ -509,7 +510,8 @@ def write_report(run: DemoRun, folder: str | Path) -> Path:
               "converted by their own voxel (see Units below). Each element's panels share one colour scale.",
         "S6": "Shell-averaged power spectral density (log-spaced shells) of the LR and HR volumes of dataset a and of "
               "the ground truth on its own, finer voxels, one panel per element (Co and Mn have equal "
-              "concentrations in NMC622, and their curves would hide each other on one axis). The PSD is per unit volume and the "
+              "concentrations in NMC622, and their curves would hide each other on one axis). The PSD is per unit "
+              "volume and the "
               "volumes are in counts per (10 nm)³, so equal content gives equal curves: where LR or HR lies "
               "below the truth, detail is lost; above it, noise or invented detail is added.",
         "C1": "Not in the paper. For one projection of dataset a per optic: the measured LR map; the Poisson "

@@ -292,7 +292,7 @@ def add_provenance(
         "operation": operation,
         "parameters": _jsonable(dict(parameters or {})),
         "version": f"xrfsr_dask {__version__}",
-        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     out = obj.copy(deep=False)
     out.attrs = dict(obj.attrs)
@@ -631,10 +631,10 @@ def validate(
     --------
     >>> import numpy as np
     >>> maps = xrf_maps(np.ones((1, 4, 4)), elements=["Ni_K"], step_nm=20)
-    >>> validate(maps, "series", caller="align")
+    >>> validate(maps, "series", caller="align")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    xrfsr_dask.errors.SchemaError: align takes a projection series ('element', 'angle', 'y', 'x'); got maps with dims ('element', 'y', 'x').
+    xrfsr_dask.errors.SchemaError: align takes a projection series (...); got maps with dims ('element', 'y', 'x').
     """
     who = f"{caller} takes" if caller else "expected"
     if not isinstance(obj, xr.DataArray | xr.Dataset):

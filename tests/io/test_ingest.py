@@ -114,7 +114,8 @@ def test_nan_in_one_projection_stops_ingest_and_leaves_store_incomplete(tmp_path
     with h5py.File(paths[2], "r+") as f:
         f["xrfmap/detsum/xrf_fit"][0, 3, 4] = np.inf
     url = str(tmp_path / "p.zarr")
-    with dask.config.set(scheduler="sync"), pytest.raises(NonFiniteCountsError, match=r"scan2D_102.h5.*Ni_K: 0 NaN, 1 inf"):
+    with dask.config.set(scheduler="sync"), \
+            pytest.raises(NonFiniteCountsError, match=r"scan2D_102.h5.*Ni_K: 0 NaN, 1 inf"):
         ingest(paths, url, progress=False)
     before = store_status(url)
     assert before.complete is False and before.chunks_written < before.chunks_total

@@ -1,7 +1,7 @@
 """zarr v3 storage: round trips, laziness, refusal to overwrite, completeness, resume."""
 
-import json
 import itertools
+import json
 import pathlib
 
 import dask
@@ -113,7 +113,8 @@ def _failing_after(series, n_good):
             raise OSError("simulated crash while computing a chunk")
         return x
 
-    return series.copy(data=dsa.from_array(series.values, chunks=(1, 1, 12, 15)).map_blocks(block, meta=np.empty((0, 0, 0, 0), np.float32)))
+    return series.copy(data=dsa.from_array(series.values, chunks=(1, 1, 12, 15)).map_blocks(
+        block, meta=np.empty((0, 0, 0, 0), np.float32)))
 
 
 def test_interrupted_write_is_incomplete_and_resumes(tmp_path, series):

@@ -13,10 +13,10 @@ from xrfsr_dask.metrics import THRESHOLDS, frc, fsc, split_even_odd, threshold_c
 def reference_correlation(a, b, spacing, shell_width=1.0):
     """Plain loops over shells on the full ``fftn`` spectrum: the definition, written out."""
     fa, fb = np.fft.fftn(a.astype(np.float64)), np.fft.fftn(b.astype(np.float64))
-    freqs = np.meshgrid(*[np.fft.fftfreq(n, d) for n, d in zip(a.shape, spacing)], indexing="ij")
+    freqs = np.meshgrid(*[np.fft.fftfreq(n, d) for n, d in zip(a.shape, spacing, strict=True)], indexing="ij")
     radius = np.sqrt(sum(f**2 for f in freqs))
-    width = shell_width * max(1 / (n * d) for n, d in zip(a.shape, spacing))
-    top = min((n // 2) / (n * d) for n, d in zip(a.shape, spacing))
+    width = shell_width * max(1 / (n * d) for n, d in zip(a.shape, spacing, strict=True))
+    top = min((n // 2) / (n * d) for n, d in zip(a.shape, spacing, strict=True))
     count = int(np.floor(top / width + 1e-9)) + 1
     shell = np.floor(radius / width + 0.5)
     corr, samples = [], []
@@ -232,7 +232,8 @@ def test_non_finite_dask_block_is_reported_by_name():
     bad = b.values.copy()
     bad[100, 100] = np.inf
     with pytest.raises(ValueError, match="b contains NaN or infinite"):
-        frc(da.from_array(a.values, chunks=(50, 192)), da.from_array(bad, chunks=(50, 192)), pixel_nm=10.0, progress=False)
+        frc(da.from_array(a.values, chunks=(50, 192)), da.from_array(bad, chunks=(50, 192)), pixel_nm=10.0,
+            progress=False)
 
 
 @pytest.mark.gpu

@@ -67,7 +67,8 @@ def test_bad_input():
     with pytest.raises(ValueError, match="NaN or infinite"):
         psd(np.full((16, 16), np.nan), pixel_nm=1.0)
     with pytest.raises(ValueError, match="units 'um'"):
-        psd(xr.DataArray(np.ones((8, 8)), dims=("y", "x"), coords={"y": ("y", np.arange(8.0), {"units": "um"})}), pixel_nm=1.0)
+        psd(xr.DataArray(np.ones((8, 8)), dims=("y", "x"), coords={"y": ("y", np.arange(8.0), {"units": "um"})}),
+            pixel_nm=1.0)
 
 
 @pytest.mark.gpu

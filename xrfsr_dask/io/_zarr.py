@@ -152,7 +152,7 @@ def resolve_chunks(obj: xr.DataArray, chunks: Mapping[str, int] | None) -> dict[
 
 def now() -> str:
     """UTC time stamp of marker records."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def in_memory_coords(obj: xr.DataArray) -> xr.DataArray:

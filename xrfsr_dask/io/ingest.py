@@ -24,8 +24,8 @@ from xrfsr_dask.io._scan import (
 from xrfsr_dask.io.hdf5 import open_hdf5
 from xrfsr_dask.io.maps import maps_header
 from xrfsr_dask.io.pyxrf import pyxrf_header
-from xrfsr_dask.io.writing import WriteSummary, save, write_options
 from xrfsr_dask.io.tiff import tiff_header
+from xrfsr_dask.io.writing import WriteSummary, save, write_options
 
 __all__ = ["FORMATS", "Format", "detect_format", "ingest", "read", "read_series"]
 

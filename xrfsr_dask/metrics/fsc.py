@@ -38,10 +38,9 @@ inputs records an enhancement.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
-
-import warnings
 
 import numpy as np
 import xarray as xr
@@ -229,7 +228,8 @@ def _correlation(
     ds = xr.Dataset(
         {
             "correlation": (batch + ["frequency"], corr, {"units": "1", "long_name": label}),
-            "samples": ("frequency", n.round().astype(np.int64), {"units": "1", "long_name": "Fourier samples in shell"}),
+            "samples": ("frequency", n.round().astype(np.int64),
+                        {"units": "1", "long_name": "Fourier samples in shell"}),
             "threshold_curve": (["threshold", "frequency"], curves, {"units": "1"}),
             "crossing_frequency": (
                 batch + ["threshold"],
@@ -267,7 +267,8 @@ def _correlation(
         },
     )
     return add_provenance(
-        ds, f"xrfsr_dask.metrics.{kind}", {"shell_width": shell_width, "window": ds.attrs["window"], "thresholds": names}
+        ds, f"xrfsr_dask.metrics.{kind}",
+        {"shell_width": shell_width, "window": ds.attrs["window"], "thresholds": names},
     )
 
 

@@ -41,7 +41,7 @@ from xrfsr_dask.model.infer import DEFAULT_QUANTILE, resolve_device
 from xrfsr_dask.model.rdn import RDN, upsample_bicubic
 from xrfsr_dask.model.weights import load_model, save_model
 from xrfsr_dask.probe import GaussianProbe, TailedProbe, as_probe
-from xrfsr_dask.schema import kind_of, validate
+from xrfsr_dask.schema import validate
 from xrfsr_dask.simulate import simulate_scan
 
 __all__ = ["EVAL_PATCHES", "adapt"]
@@ -294,7 +294,6 @@ def adapt(
                                    "or choose another out=.")
     maps, source = _open(maps, storage_options)
     maps = validate(maps, ("maps", "series"), caller="adapt")
-    kind = kind_of(maps)
     probe_used = as_probe(probe, maps, name="maps", purpose="the forward model that makes the training pairs")
     probe_origin = "probe=" if probe is not None else "attrs['probe_fwhm_nm']"
     base = model if isinstance(model, RDN) else load_model(model)

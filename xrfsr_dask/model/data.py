@@ -232,7 +232,8 @@ def _finer(image: xr.DataArray, factor: int) -> xr.DataArray:
     values = np.repeat(np.repeat(np.asarray(image.values, dtype=np.float64), factor, -2), factor, -1)
     pixel = float(image.attrs["step_nm"][0]) / factor
     out = xrf_maps(values, elements=[str(e) for e in image.element.values], step_nm=pixel,
-                   origin_nm=(float(image.y[0]) - pixel * (factor - 1) / 2, float(image.x[0]) - pixel * (factor - 1) / 2),
+                   origin_nm=(float(image.y[0]) - pixel * (factor - 1) / 2,
+                              float(image.x[0]) - pixel * (factor - 1) / 2),
                    units=image.attrs["units"], operation="xrfsr_dask.model.data._finer", parameters={"factor": factor})
     out.attrs["provenance"] = [*image.attrs["provenance"], *out.attrs["provenance"]]
     return out

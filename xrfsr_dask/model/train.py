@@ -37,10 +37,10 @@ from torch.nn import functional
 
 from xrfsr_dask import _progress
 from xrfsr_dask.errors import StoreExistsError, StoreMismatchError
+from xrfsr_dask.families import HELD_OUT
 from xrfsr_dask.model.data import DataSettings, PairSource
 from xrfsr_dask.model.infer import resolve_device
 from xrfsr_dask.model.rdn import PRESETS, RDN, build_rdn, upsample_bicubic
-from xrfsr_dask.families import HELD_OUT
 from xrfsr_dask.model.weights import load_model, model_serves, save_model
 
 __all__ = ["TrainSettings", "evaluate", "fixed_pairs", "train"]

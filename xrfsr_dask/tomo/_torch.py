@@ -49,7 +49,8 @@ class Projector:
         pos = torch.as_tensor(pixel_positions(n), device=device)
         self._y, self._x = (g.reshape(-1) for g in torch.meshgrid(pos, pos, indexing="ij"))
         self.center = float(center)
-        blocks = [(start, min(start + ANGLE_BLOCK, len(self.theta))) for start in range(0, len(self.theta), ANGLE_BLOCK)]
+        n_angles = len(self.theta)
+        blocks = [(start, min(start + ANGLE_BLOCK, n_angles)) for start in range(0, n_angles, ANGLE_BLOCK)]
         cached = len(self.theta) * n * n * 16 <= CACHE_BYTES
         self._blocks = [(start, stop, self._weights(start, stop) if cached else None) for start, stop in blocks]
 
