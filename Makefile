@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo-output
 
-.PHONY: install demo test clean gpu-wheels
+.PHONY: install demo test lint clean gpu-wheels
 
 install: $(STAMP)
 
@@ -24,6 +24,12 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# ruff and mypy as configured in pyproject.toml. To become a prerequisite of `test` once the whole tree
+# passes (mypy does not yet: see the coordination notes of issue 20).
+lint: install
+	$(BIN)/ruff check xrfsr_dask tests benchmarks docs/_hooks docs/_griffe
+	$(BIN)/mypy
 
 # For a GPU machine that is offline and lacks dask, zarr and the readers (benchmarks/gpu_check.sh):
 # Python 3.12 wheels into the ignored .whl/, which the device tool carries there.

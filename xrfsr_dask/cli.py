@@ -440,8 +440,8 @@ def fsc(
     from xrfsr_dask.plot import plot_fsc
 
     if figure is None:
-        names = (Path("fsc.png" if k == 1 else f"fsc-{k}.png") for k in itertools.count(1))
-        figure = next(p for p in names if not p.exists())
+        candidates = (Path("fsc.png" if k == 1 else f"fsc-{k}.png") for k in itertools.count(1))
+        figure = next(p for p in candidates if not p.exists())
     elif figure.exists() and not overwrite:
         typer.echo(f"error: --figure {figure} exists; pass --overwrite to replace it, or another --figure.", err=True)
         raise typer.Exit(2)
