@@ -1,16 +1,18 @@
 """RDN inference speed: LR megapixels per second per preset, ours beside the bare network.
 
-``ours`` is :func:`xrfsr_dask.model.predict` with its defaults
-(normalisation, one 512-pixel tile per map here, copy back to counts); the
-peer is the bare network called on the same pixels under
-``torch.inference_mode``. ``ratio = bare_s / ours_s`` is the fraction of the
-bare network's throughput that predict keeps. The
-network's arithmetic is counted from its convolutions (2 FLOP per
-multiply-add), so achieved GFLOP/s and, on a GPU, the fraction of the dense
-bf16 peak are reported.
-
 CPU (torch threads = cores): presets ``small`` on a 512 x 512 map and
-``paper`` on 128 x 128. GPU (``--device gpu``): ``paper`` in fp32 and bf16
+``paper`` on 128 x 128. The bare network is timed as it ran before (NCHW,
+fp32; the peer), in channels-last fp32 (what :func:`xrfsr_dask.model.predict`
+runs on a CPU now) and channels-last bf16 autocast, alternating over the
+repeats (medians), each with its largest deviation from the NCHW fp32 output
+over the output's range, its GFLOP/s (2 FLOP per multiply-add of the
+convolutions) and the fraction of this CPU's measured peak in fp32 or bf16
+(the better of a large matrix product and a large 1x1 convolution, best of
+the repeats, printed first). ``ratio`` is the
+channels-last fp32 throughput over the earlier NCHW one; ``predict_keeps``
+the fraction of the bare network's throughput that predict keeps
+(normalisation, tiling, copy back to counts).
+GPU (``--device gpu``): ``paper`` in fp32 and bf16
 (channels-last, cuDNN benchmark mode) on 8 maps of 512 x 512.
 
     python benchmarks/rdn_speed.py [--device cpu|gpu] [--repeat 3]
@@ -55,28 +57,61 @@ def _maps(n: int, size: int) -> np.ndarray:
     return np.random.default_rng(0).poisson(100.0, size=(n, size, size)).astype(np.float32)
 
 
-def _cpu_line(preset: str, size: int, repeat: int) -> dict:
+def _peak_gflops(dtype: torch.dtype, repeat: int) -> float:
+    """Measured peak of this CPU, GFLOP/s: the better of a 2048² matrix product (MKL, or oneDNN for bf16)
+    and a 1x1 convolution of 256 channels on 128² pixels, channels-last (oneDNN, the RDN's kernels)."""
+    a, b = torch.randn(2048, 2048).to(dtype), torch.randn(2048, 2048).to(dtype)
+    conv = torch.nn.Conv2d(256, 256, 1).to(dtype).to(memory_format=torch.channels_last).eval()
+    x = torch.randn(4, 256, 128, 128).to(dtype).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        torch.mm(a, b), conv(x)
+        matmul = 2 * 2048**3 / best(lambda: torch.mm(a, b), repeat)
+        convolution = 2 * 256 * 256 * x.shape[0] * 128 * 128 / best(lambda: conv(x), repeat)
+    return max(matmul, convolution) / 1e9
+
+
+def _bare(model: torch.nn.Module, x: torch.Tensor, memory: torch.memory_format, bf16: bool) -> torch.Tensor:
+    model = model.to(memory_format=memory)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        return model(x.contiguous(memory_format=memory)).float()
+
+
+def _cpu_line(preset: str, size: int, repeat: int, peaks: dict[str, float]) -> dict:
+    """Bare network as before (NCHW, fp32), channels-last fp32, channels-last bf16, and predict (auto)."""
     torch.manual_seed(0)
     model = build_rdn(preset).eval()
     maps = _maps(1, size)
     x = torch.from_numpy(maps[:, None] / 100.0)
-    flops = flops_per_lr_pixel(model)
-
-    def bare() -> None:
-        with torch.inference_mode():
-            model(x)
-
-    bare_s = best(bare, repeat)
-    ours_s = best(lambda: predict(model, maps, device="cpu"), repeat)
-    mpix = maps.size / 1e6
+    flops = flops_per_lr_pixel(model) * maps.size
+    variants = {"nchw_fp32": (torch.contiguous_format, False), "channels_last_fp32": (torch.channels_last, False),
+                "channels_last_bf16": (torch.channels_last, True)}
+    reference = _bare(model, x, torch.contiguous_format, False)
+    span = float(reference.max() - reference.min())
+    times: dict[str, list[float]] = {name: [] for name in [*variants, "predict"]}
+    errors = {name: float((_bare(model, x, *v) - reference).abs().max()) / span for name, v in variants.items()}
+    for _ in range(repeat):  # alternating, so that the load of other processes weighs on all alike
+        for name, v in variants.items():
+            times[name].append(best(lambda v=v: _bare(model, x, *v), 1))
+        times["predict"].append(best(lambda: predict(model, maps, device="cpu"), 1))
+    median = {name: float(np.median(t)) for name, t in times.items()}
+    before = median["nchw_fp32"]
+    gflops = {name: flops / t / 1e9 for name, t in median.items()}
     return {
         "bench": "rdn_speed.cpu", "preset": preset, "size": f"1 map {size}x{size}, scale 2",
-        "parameters": model.n_parameters, "gflop_per_lr_mpix": round(flops * 1e6 / 1e9, 1),
-        "ours_s": round(ours_s, 3), "peer": "bare network, one call", "peer_s": round(bare_s, 3),
-        "ratio": round(bare_s / ours_s, 3), "ratio_meaning": "fraction of bare-network throughput kept",
-        "ours_lr_mpix_per_s": round(mpix / ours_s, 4), "bare_lr_mpix_per_s": round(mpix / bare_s, 4),
-        "bare_gflop_per_s": round(flops * maps.size / bare_s / 1e9, 1),
-        "threads": torch.get_num_threads(), "device": f"CPU {platform.processor() or platform.machine()}",
+        "parameters": model.n_parameters, "gflop_per_lr_mpix": round(flops / maps.size * 1e6 / 1e9, 1),
+        "ours_s": round(median["channels_last_fp32"], 3), "peer": "bare network as before (NCHW, fp32)",
+        "peer_s": round(before, 3), "ratio": round(before / median["channels_last_fp32"], 3),
+        "ratio_meaning": "throughput of the network as predict now runs it on the CPU over the earlier bare network",
+        "median_s": {k: round(v, 3) for k, v in median.items()},
+        "speedup_over_nchw_fp32": {k: round(before / v, 3) for k, v in median.items()},
+        "gflop_per_s": {k: round(v, 1) for k, v in gflops.items()},
+        "fraction_of_measured_peak": {
+            k: round(v / peaks["bf16" if k.endswith("bf16") else "fp32"], 3) for k, v in gflops.items() if k in variants
+        },
+        "max_error_over_range": {k: float(f"{v:.3g}") for k, v in errors.items()},
+        "predict_keeps": round(median["channels_last_fp32"] / median["predict"], 3),
+        "repeats": repeat, "threads": torch.get_num_threads(), "load_1min": round(os.getloadavg()[0], 2),
+        "device": f"CPU {platform.processor() or platform.machine()}",
     }
 
 
@@ -133,8 +168,12 @@ def main() -> None:
             print(json.dumps(line), flush=True)
         return
     torch.set_num_threads(os.cpu_count() or 1)
+    peaks = {"fp32": _peak_gflops(torch.float32, args.repeat), "bf16": _peak_gflops(torch.bfloat16, args.repeat)}
+    print(json.dumps({"bench": "rdn_speed.cpu_peak", "size": "2048² matrix product, 1x1 convolution 256 channels",
+                      "gflop_per_s": {k: round(v, 1) for k, v in peaks.items()}, "threads": torch.get_num_threads(),
+                      "note": "best of the repeats; the attainable peak the fractions refer to"}), flush=True)
     for preset, size in (("small", 512), ("paper", 128)):
-        print(json.dumps(_cpu_line(preset, size, args.repeat)), flush=True)
+        print(json.dumps(_cpu_line(preset, size, args.repeat, peaks)), flush=True)
 
 
 if __name__ == "__main__":
