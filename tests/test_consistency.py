@@ -188,9 +188,12 @@ def test_a_series_and_a_stated_probe(scan):
     hr, lr = scan
     probe = GaussianProbe((80.0, 50.0))
     wide = xs.simulate_scan(hr, step_nm=STEP, probe=probe, scan_mode="fly", noise=True, seed=2)
-    stack = lambda a: xs.xrf_maps(np.stack([a.values, a.values], axis=1), elements=["Ni_K", "Co_K"],
-                                  step_nm=a.attrs["step_nm"], origin_nm=(float(a.y[0]), float(a.x[0])),
-                                  angles=[0.0, 90.0], probe_fwhm_nm=a.attrs["probe_fwhm_nm"], scan_mode="fly")
+
+    def stack(a):
+        return xs.xrf_maps(np.stack([a.values, a.values], axis=1), elements=["Ni_K", "Co_K"],
+                           step_nm=a.attrs["step_nm"], origin_nm=(float(a.y[0]), float(a.x[0])),
+                           angles=[0.0, 90.0], probe_fwhm_nm=a.attrs["probe_fwhm_nm"], scan_mode="fly")
+
     stated = consistency(stack(hr), stack(wide), probe=(80.0, 50.0)).mean_deviance.values
     assert stated.shape == (2, 2) and np.all((stated > 0.9) & (stated < 1.1))
     # The metadata's round 63 nm probe (the geometric mean) does not describe an elliptical one as well.
