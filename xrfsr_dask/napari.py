@@ -137,7 +137,8 @@ def read_xrfsr(path: str | Sequence[str]) -> list[LayerData]:
         "metadata": _metadata(base, str(path)),
     }
     if multiscale:
-        windows = [c["window"] for c in zarr.open_group(str(path), mode="r").attrs["ome"]["omero"]["channels"]]
+        attrs: dict[str, Any] = dict(zarr.open_group(str(path), mode="r").attrs)
+        windows = [c["window"] for c in attrs["ome"]["omero"]["channels"]]
         kwargs["contrast_limits"] = [[w["start"], w["end"] if w["end"] > w["start"] else w["start"] + 1]
                                      for w in windows]
     return [(data, kwargs, "image")]

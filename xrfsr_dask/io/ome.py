@@ -119,19 +119,24 @@ def _level_count(shape: Mapping[str, int], chunks: Mapping[str, int], binned: tu
     return int(levels)
 
 
+def _sizes(data: xr.DataArray) -> dict[str, int]:
+    return {str(d): int(n) for d, n in data.sizes.items()}
+
+
 def _resolve_shards(data: xr.DataArray, chunks: Mapping[str, int],
                     shards: Mapping[str, int] | None) -> dict[str, int] | None:
     """Shard size per dim (a whole number of chunks; unnamed dims: one chunk), or None without sharding."""
     if shards is None:
         return None
-    unknown = sorted(set(shards) - set(data.dims))
+    sizes = _sizes(data)
+    unknown = sorted(set(shards) - set(sizes))
     if unknown:
         raise ValueError(f"shards names dims {unknown} that the data does not have; its dims are {data.dims}.")
     out = {}
-    for dim in data.dims:
+    for dim, n in sizes.items():
         size = int(shards.get(dim, chunks[dim]))
         if size == -1:
-            size = -(-data.sizes[dim] // chunks[dim]) * chunks[dim]
+            size = -(-n // chunks[dim]) * chunks[dim]
         if size < 1 or size % chunks[dim]:
             raise ValueError(
                 f"shards[{dim!r}] = {size} is not a whole number of chunks ({chunks[dim]} along {dim!r}); "
@@ -192,7 +197,7 @@ def _bin2(level: dsa.Array, axes: tuple[int, ...]) -> dsa.Array:
     level = level.rechunk({i: 2 * -(-max(level.chunks[i]) // 2) for i in axes})  # even blocks
     chunks = tuple(tuple(c // 2 for c in level.chunks[i]) if i in axes else level.chunks[i]
                    for i in range(level.ndim))
-    return level.map_blocks(_bin_sum, axes, chunks=chunks, dtype=level.dtype)
+    return dsa.map_blocks(_bin_sum, level, axes, chunks=chunks, dtype=level.dtype)
 
 
 def _pyramid(source: dsa.Array, plan: list[dict[str, Any]], axes: tuple[int, ...],
@@ -398,8 +403,8 @@ def to_ome_zarr(
                          "(counts per level-0 pixel).")
     chunk_map = resolve_chunks(data, chunks)
     shard_map = _resolve_shards(data, chunk_map, shards)
-    n_levels = _level_count(data.sizes, chunk_map, _binned_dims(kind), levels)
-    plan = _plan(dict(data.sizes), kind, chunk_map, shard_map, n_levels)
+    n_levels = _level_count(_sizes(data), chunk_map, _binned_dims(kind), levels)
+    plan = _plan(_sizes(data), kind, chunk_map, shard_map, n_levels)
     url, storage_options = location(url, storage_options)
     fs, root = fs_of(url, storage_options)
     export = add_provenance(data, "xrfsr_dask.io.to_ome_zarr", {
@@ -420,21 +425,27 @@ def to_ome_zarr(
             ) from err
 
 
-def _root_attrs(url: str, fs: Any, root: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _attributes(group: zarr.Group) -> dict[str, Any]:
+    """A group's attributes as plain JSON values."""
+    return dict(group.attrs)
+
+
+def _root_attrs(url: str, fs: Any, root: str, storage_options: dict[str, Any] | None) -> dict[str, Any] | None:
     """The root group's attributes, or None where there is no zarr group."""
     if not fs.exists(f"{root.rstrip('/')}/zarr.json"):
         return None
     with metadata_errors(url):
-        return dict(zarr.open_group(url, mode="r", storage_options=storage_options).attrs)
+        return _attributes(zarr.open_group(url, mode="r", storage_options=storage_options))
 
 
 def _export_locked(data: xr.DataArray, kind: str, url: str, fs: Any, root: str, plan: list[dict[str, Any]],
                    layout: dict[str, Any], name: str | None, overwrite: bool, resume: bool,
-                   storage_options: Mapping[str, Any] | None, progress: bool) -> WriteSummary:
+                   storage_options: dict[str, Any] | None, progress: bool) -> WriteSummary:
     """:func:`to_ome_zarr` once this job holds the store's writer marker."""
     attrs = _root_attrs(url, fs, root, storage_options)
-    marker = (attrs or {}).get(MARKER)
-    ours = isinstance(marker, Mapping) and marker.get("format") == FORMAT
+    found = (attrs or {}).get(MARKER)
+    marker: dict[str, Any] = dict(found) if isinstance(found, Mapping) else {}
+    ours = marker.get("format") == FORMAT
     if attrs is not None and resume:
         if not ours:
             raise StoreMismatchError(
@@ -486,16 +497,17 @@ def _check_resumable(marker: Mapping[str, Any], layout: dict[str, Any], labels: 
 
 
 def _create(data: xr.DataArray, kind: str, url: str, plan: list[dict[str, Any]], layout: dict[str, Any],
-            name: str | None, storage_options: Mapping[str, Any] | None) -> None:
+            name: str | None, storage_options: dict[str, Any] | None) -> None:
     """The group with its NGFF metadata and empty level arrays, marked incomplete."""
+    labels = _labels(data)
     marker = {"complete": False, "format": FORMAT, "version": __version__, "kind": kind, "started": now(),
-              "layout": layout, "labels": _labels(data)}
+              "layout": layout, "labels": labels}
     ome = {"version": NGFF_VERSION, "multiscales": [
-        _multiscale(data, kind, plan, layout["downsample"], name or ", ".join(marker["labels"]["element"]))
+        _multiscale(data, kind, plan, layout["downsample"], name or ", ".join(labels["element"]))
     ]}
-    group = zarr.open_group(url, mode="w-", zarr_format=3, storage_options=storage_options,
-                            attributes={"ome": ome, MARKER: marker})
-    names = [_AXIS_NAME.get(d, d) for d in data.dims]
+    attributes: dict[str, Any] = {"ome": ome, MARKER: marker}
+    group = zarr.open_group(url, mode="w-", zarr_format=3, storage_options=storage_options, attributes=attributes)
+    names = [_AXIS_NAME.get(str(d), str(d)) for d in data.dims]
     for step in plan:
         group.create_array(
             step["path"], shape=tuple(step["shape"]), dtype=data.dtype, chunks=tuple(step["chunks"]),
@@ -525,7 +537,7 @@ def _region(index: tuple[int, ...], write: list[int]) -> tuple[slice, ...]:
     return tuple(slice(i * w, (i + 1) * w) for i, w in zip(index, write, strict=True))
 
 
-def _torn(url: str, storage_options: Mapping[str, Any] | None, path: str, write: list[int],
+def _torn(url: str, storage_options: dict[str, Any] | None, path: str, write: list[int],
           indices: list[tuple[int, ...]]) -> list[tuple[str, tuple[int, ...]]]:
     """Those of ``indices`` (one level) whose chunk or shard fails to read (checksum, truncated frame)."""
     array = zarr.open_array(url, path=path, mode="r", storage_options=storage_options)
@@ -538,7 +550,7 @@ def _torn(url: str, storage_options: Mapping[str, Any] | None, path: str, write:
     return bad
 
 
-def _intact(url: str, fs: Any, root: str, plan: list[dict[str, Any]], storage_options: Mapping[str, Any] | None,
+def _intact(url: str, fs: Any, root: str, plan: list[dict[str, Any]], storage_options: dict[str, Any] | None,
             progress: bool) -> set[tuple[str, tuple[int, ...]]]:
     """The chunks of an unfinished export that read back intact; torn ones are deleted."""
     check = dask.delayed(_torn, pure=False)
@@ -570,8 +582,8 @@ def _window(level: np.ndarray, area: int) -> dict[str, float]:
 
 
 def _omero(url: str, step: Mapping[str, Any], downsample: str, elements: list[str],
-           storage_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    coarsest = zarr.open_array(url, path=step["path"], mode="r", storage_options=storage_options)[...]
+           storage_options: dict[str, Any] | None) -> dict[str, Any]:
+    coarsest = np.asarray(zarr.open_array(url, path=step["path"], mode="r", storage_options=storage_options)[...])
     area = int(np.prod(step["factor"])) if downsample == "sum" else 1
     channels = []
     for i, element in enumerate(elements):
@@ -581,7 +593,7 @@ def _omero(url: str, step: Mapping[str, Any], downsample: str, elements: list[st
 
 
 def _fill(data: xr.DataArray, kind: str, url: str, fs: Any, root: str, plan: list[dict[str, Any]], downsample: str,
-          done: set[tuple[str, tuple[int, ...]]], storage_options: Mapping[str, Any] | None,
+          done: set[tuple[str, tuple[int, ...]]], storage_options: dict[str, Any] | None,
           progress: bool) -> WriteSummary:
     source = data.data if isinstance(data.data, dsa.Array) else dsa.from_array(data.data, chunks=plan[0]["write"])
     axes = tuple(data.dims.index(d) for d in _binned_dims(kind))
@@ -607,8 +619,8 @@ def _fill(data: xr.DataArray, kind: str, url: str, fs: Any, root: str, plan: lis
             "Re-run with resume=True (--resume)."
         )
     group = zarr.open_group(url, mode="r+", storage_options=storage_options)
-    marker = dict(group.attrs[MARKER])
-    ome = dict(group.attrs["ome"])
+    attrs = _attributes(group)
+    marker, ome = dict(attrs[MARKER]), dict(attrs["ome"])
     ome["omero"] = _omero(url, plan[-1], downsample, marker["labels"]["element"], storage_options)
     marker.update(complete=True, finished=now())
     group.attrs.update({"ome": ome, MARKER: marker})
@@ -617,7 +629,7 @@ def _fill(data: xr.DataArray, kind: str, url: str, fs: Any, root: str, plan: lis
 
 def _level_array(url: str, step: Mapping[str, Any], labels: Mapping[str, Any], kind: str,
                  dataset: Mapping[str, Any], downsample: str, level: int,
-                 storage_options: Mapping[str, Any] | None) -> xr.DataArray:
+                 storage_options: dict[str, Any] | None) -> xr.DataArray:
     array = zarr.open_array(url, path=step["path"], mode="r", storage_options=storage_options)
     dims = tuple(labels["dims"])
     lazy = dsa.from_array(array, chunks=tuple(array.shards or array.chunks),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import dask.array as dsa
 import numpy as np
@@ -40,8 +41,8 @@ def _shape(kind: int, y: np.ndarray, x: np.ndarray, size: tuple[int, int], seed:
     return np.where((radius <= 1.0) & (star if kind == 0 else ~star), 1.0, 0.15)
 
 
-def _block(size: tuple[int, int], counts: Sequence[float], seed: int, noise: bool,
-           block_info: dict | None = None) -> np.ndarray:
+def _block(size: tuple[int, int], counts: Sequence[float], seed: int, noise: bool, *,
+           block_info: dict[Any, Any]) -> np.ndarray:
     (e0, e1), (y0, y1), (x0, x1) = block_info[None]["array-location"]
     y = np.arange(y0, y1)[:, None]
     x = np.arange(x0, x1)[None, :]
