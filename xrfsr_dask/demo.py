@@ -60,7 +60,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dask
 import numpy as np
@@ -89,7 +89,7 @@ AREA_UNITS = "counts / (10 nm)²"
 """The one scale of every projection, map and profile in the report: counts per 100 nm² of projected area."""
 VOLUME_UNITS = "counts / (10 nm)³"
 """The one scale of every volume in the report (slices, PSD): counts per 1000 nm³ of sample."""
-REFINE_ITERATIONS = "auto"
+REFINE_ITERATIONS: Literal["auto"] = "auto"
 """The refinement the demo shows (``enhance(..., refine="auto")``): each projection and element stops where
 its deviance meets what Poisson noise alone gives (``refine_stops`` in ``results.json`` has the updates
 taken). Every run also refines one projection :data:`REFINE_LADDER` times (``refine_ladder``), so the

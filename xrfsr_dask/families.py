@@ -309,7 +309,7 @@ def _ellipses(
     out = np.zeros((grid.ny, grid.nx))
     for pick, ss in ((small, _SUPERSAMPLE), (~small, 1)):
         if pick.any():
-            out += _draw_ellipses(grid, *(v[pick] for v in (cy, cx, a, b, angle, rim)), profile, ss)
+            out += _draw_ellipses(grid, cy[pick], cx[pick], a[pick], b[pick], angle[pick], rim[pick], profile, ss)
     return out
 
 
@@ -354,7 +354,7 @@ def _draw_ellipses(
         reach_t = 4 * np.sqrt(np.maximum(var_a, var_b))
         rest = ~tiny
         return _splat(grid, cy[tiny], cx[tiny], reach_t, blob, supersample=ss) + _draw_ellipses(
-            grid, *(v[rest] for v in (cy, cx, a, b, angle, rim)), profile, ss)
+            grid, cy[rest], cx[rest], a[rest], b[rest], angle[rest], rim[rest], profile, ss)
     if profile == "flat":
         # A disc of radius r with a linear edge ramp of width w holds pi (r**2 + w**2 / 12)
         # (r >= w / 2) or pi (r + w/2)**3 / (3 w); solve for the radius that holds pi r**2.
@@ -1073,7 +1073,7 @@ def _check_shape(shape: Any) -> tuple[int, int]:
             f"shape must be two integers (ny, nx), each from {MIN_SIDE} to {MAX_SIDE} pixels; "
             f"got {shape!r}.{hint}"
         )
-    return sides  # type: ignore[return-value]
+    return sides
 
 
 def _check_number(value: Any, name: str, expected: str, upper: float = math.inf) -> float:

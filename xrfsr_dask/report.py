@@ -356,7 +356,7 @@ def _fsc_html(optics: Sequence[OpticRun]) -> str:
         pairs.append(f"{o.optic.name}: HR pair {_fmt(pair, ' nm')} against the truth's {_fmt(truth, ' nm')}, "
                      f"{verdict} (LR pair {_fmt(o.numbers['lr_half_period_nm'], ' nm')}, truth "
                      f"{_fmt(o.numbers['lr_truth_half_period_nm'], ' nm')})")
-    pairs = "; ".join(pairs)
+    pair_text = "; ".join(pairs)
     checks = []
     for o in optics:
         c = o.numbers["consistency"]
@@ -383,7 +383,7 @@ both datasets, so whatever it adds to both — sharper edges, a bright rim at th
 texture learnt in training — correlates between them and counts as signal; the half-bit and one-bit
 thresholds assume two datasets that differ by independent noise, which two enhanced datasets no longer
 are. The ground-truth column, the FSC of one enhanced dataset against the true particle, is the
-resolution; in this run: {html.escape(pairs)}.</p>
+resolution; in this run: {html.escape(pair_text)}.</p>
 <p><b>Nor does agreement with the measured data settle it.</b> The data-consistency check
 (<code>xrfsr_dask.consistency.consistency</code>, <code>xrfsr check ENHANCED MEASURED</code>; table and
 figure C1 below) pushes an enhanced map back through the scan and compares it with the counts measured. A

@@ -110,8 +110,8 @@ def pair_up(enhanced: xr.DataArray, measured: xr.DataArray, probe: Any) -> Pair:
         ratio.append(r)
         lr_sel[dim], fine_sel[dim] = slice(k0, k1), slice(j0, j0 + (k1 - k0) * r)
         crop[dim] = [k0, k1]
-    step = tuple(float(v) for v in measured.attrs["step_nm"])
-    operator = ScanOperator.from_scan(probe, step_nm=step, ratio=tuple(ratio),
+    step = (float(measured.attrs["step_nm"][0]), float(measured.attrs["step_nm"][1]))
+    operator = ScanOperator.from_scan(probe, step_nm=step, ratio=(ratio[0], ratio[1]),
                                       scan_mode=measured.attrs["scan_mode"], fast_axis=measured.attrs["fast_axis"])
     if str(measured.attrs.get("units", "counts")) != "counts":
         warnings.warn(
@@ -127,7 +127,8 @@ def _lr_chunks(lr: xr.DataArray, halo: int) -> tuple[tuple[int, ...], ...]:
     if isinstance(lr.data, dsa.Array):
         chunks = list(lr.data.chunks)
     else:
-        chunks = [dsa.core.normalize_chunks(DEFAULT_CHUNKS[d], (n,))[0] for d, n in zip(lr.dims, lr.shape, strict=True)]
+        chunks = [dsa.core.normalize_chunks(DEFAULT_CHUNKS[str(d)], (n,))[0]
+                  for d, n in zip(lr.dims, lr.shape, strict=True)]
     for axis in (-2, -1):
         if len(chunks[axis]) > 1:
             total = sum(chunks[axis])

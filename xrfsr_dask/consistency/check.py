@@ -172,8 +172,8 @@ def consistency(
     halo = resolve_halo(halo, op.reach_lr, minimum=op.reach_lr, what="consistency")
     parts = overlapped(pair, halo)
     y, fine = parts.lr, parts.fine
-    expected = parts.fine_halo.map_blocks(
-        _forward_block, chunks=y.chunks, dtype=np.float64, meta=meta_like(y, np.float64), operator=op,
+    expected = dsa.map_blocks(
+        _forward_block, parts.fine_halo, chunks=y.chunks, dtype=np.float64, meta=meta_like(y, np.float64), operator=op,
         depth=parts.depth, nblocks=y.numblocks[-2:],
     )
     deviance = dsa.map_blocks(poisson_deviance, y, expected, dtype=np.float64, meta=meta_like(y, np.float64))
@@ -302,7 +302,7 @@ def consistency_to_zarr(
     maps = [v for v in result.data_vars if result[v].dims == dims]
     summaries = [v for v in result.data_vars if v not in maps]
     # zarr needs regular chunks: the store's default layout, one map by a square of pixels.
-    sizes = {d: min(DEFAULT_CHUNKS[d], result.sizes[d]) for d in dims}
+    sizes = {d: min(DEFAULT_CHUNKS[str(d)], result.sizes[d]) for d in dims}
     stored = xr.Dataset({v: result[v].chunk(sizes) for v in maps}, attrs=result.attrs)
     # Coordinates (small) in memory, without the encoding of the store they were read from.
     stored = stored.assign_coords({c: (stored[c].dims, np.asarray(stored[c].values), stored[c].attrs)

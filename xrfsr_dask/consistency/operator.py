@@ -93,7 +93,7 @@ class ScanOperator:
         """The operator of a scan with step ``step_nm`` (y, x) on a grid ``ratio`` times finer."""
         pixel = (step_nm[0] / ratio[0], step_nm[1] / ratio[1])
         kernel = probe_kernel(probe, pixel_nm=pixel, scan_mode=scan_mode, fast_axis=fast_axis,
-                              step_nm=tuple(step_nm))
+                              step_nm=(step_nm[0], step_nm[1]))
         return cls(kernel, ratio)
 
     @functools.cached_property

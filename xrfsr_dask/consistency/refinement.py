@@ -192,7 +192,7 @@ def _stops(gap: np.ndarray | None, now: np.ndarray, k: int, target: np.ndarray, 
     ``target`` and ``found`` in place; returns ``now`` for the next call.
     """
     reached = ~found & (now <= 0)
-    if k == 0:
+    if gap is None:  # the first iterate, x₀ itself
         target[reached] = 0.0
     else:
         step = gap - now
@@ -290,8 +290,8 @@ def _discrepancy_stops(parts: Any, operator: ScanOperator, weight: float) -> np.
 
 def _refine_block(fine: Any, lr: Any, *, operator: ScanOperator, depth: tuple[int, int], nblocks: tuple[int, int],
                   block_id: tuple[int, ...], stops: np.ndarray | None = None,
-                  block_info: dict | None = None, **options: Any) -> Any:
-    if stops is not None:  # per-map iteration counts, found on the whole map
+                  block_info: dict[Any, Any] | None = None, **options: Any) -> Any:
+    if stops is not None and block_info is not None:  # per-map iteration counts, found on the whole map
         where = tuple(slice(*loc) for loc in block_info[None]["array-location"][:-2])
         options["iterations"] = stops[where]
     out = _refined(fine, lr, operator, **options)
