@@ -54,7 +54,7 @@ def per_axis(pixel_nm: float | Sequence[float] | None, dims: Sequence[str]) -> l
     """``pixel_nm`` as one value (or ``None``) per dim of ``dims``."""
     if pixel_nm is None or np.ndim(pixel_nm) == 0:
         return [pixel_nm] * len(dims)  # type: ignore[list-item]
-    values = [float(v) for v in pixel_nm]  # type: ignore[union-attr]
+    values: list[float | None] = [float(v) for v in pixel_nm]  # type: ignore[union-attr]
     if len(values) != len(dims):
         raise ValueError(
             f"pixel_nm must be one number or {len(dims)} numbers (one per {tuple(dims)}); "

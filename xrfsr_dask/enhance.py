@@ -69,6 +69,7 @@ def _model(model: Any, kind: str) -> tuple[Any, Any, str]:
     choice = "given"
     if model is None:
         model, choice = DEFAULT_MODELS[kind], f"default for {kind}"
+    spec: Any
     if isinstance(model, RDN):
         net, spec = model, model
     elif isinstance(model, (str, os.PathLike)):
@@ -110,7 +111,7 @@ def _enhance_block(block: np.ndarray, scales: np.ndarray, *, spec: Any, depth: t
         lo = depth[axis] * s if block_id[axis] > 0 else 0
         hi = depth[axis] * s if block_id[axis] < nblocks[axis] - 1 else 0
         cut.append(slice(lo, out.shape[axis] - hi))
-    return out[(..., *cut)]
+    return out[..., cut[0], cut[1]]
 
 
 def _check_chunks(data: dsa.Array, halo: int) -> dsa.Array:
@@ -259,7 +260,7 @@ def enhance(
     data = counts.data
     if not isinstance(data, dsa.Array):
         data = dsa.from_array(np.asarray(data), chunks=tuple(
-            1 if d in ("element", "angle") else DEFAULT_CHUNKS[d] for d in counts.dims))
+            1 if d in ("element", "angle") else DEFAULT_CHUNKS[str(d)] for d in counts.dims))
     if data.dtype != np.float32:
         data = data.astype(np.float32)
     warn_if_small(net, data.shape, stacklevel=3)
@@ -350,7 +351,7 @@ def enhance_to_zarr(
     counts = source if isinstance(source, xr.DataArray) else open_xrf(source, storage_options=storage_options)
     out = enhance(counts, model, scale=scale, halo=halo, tile=tile, batch_size=batch_size, device=device,
                   precision=precision, nan=nan, refine=refine, refine_weight=refine_weight)
-    chunks = {d: c[0] for d, c in zip(out.dims, out.chunks, strict=True)}
+    chunks = {str(d): c[0] for d, c in zip(out.dims, out.data.chunks, strict=True)}
     summary = save(out, destination, chunks=chunks, **write)
     if check:
         from xrfsr_dask.consistency import consistency_to_zarr, consistency_url

@@ -45,7 +45,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import PurePath
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import xarray as xr
@@ -53,6 +53,9 @@ import xarray as xr
 from xrfsr_dask._grid import STEP_RTOL, length_units_hint
 from xrfsr_dask._version import __version__
 from xrfsr_dask.errors import SchemaError
+
+Labeled = TypeVar("Labeled", xr.DataArray, xr.Dataset)
+"""A DataArray or a Dataset, kept as its own type by functions that return what they were given."""
 
 __all__ = [
     "DIMS",
@@ -217,11 +220,11 @@ def flux_factor(flux: Any) -> Any:
     NumPy array or a (lazy) DataArray; the result is the same type.
     """
     if isinstance(flux, xr.DataArray):
-        good = flux.where(flux > 0)
-        return good.mean() / good
+        positive = flux.where(flux > 0)
+        return positive.mean() / positive
     values = np.asarray(flux, dtype=np.float64)
-    good = np.where(values > 0, values, np.nan)
-    return np.nanmean(good) / good
+    kept = np.where(values > 0, values, np.nan)
+    return np.nanmean(kept) / kept
 
 
 def counts_dtype(dtype: np.dtype | type) -> np.dtype:
@@ -266,15 +269,14 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def add_provenance(
-    obj: xr.DataArray, operation: str, parameters: Mapping[str, Any] | None = None
-) -> xr.DataArray:
+def add_provenance(obj: Labeled, operation: str, parameters: Mapping[str, Any] | None = None) -> Labeled:
     """Return ``obj`` with one provenance record appended.
 
     Parameters
     ----------
     obj
-        Any DataArray of the data model; it is not modified.
+        Any DataArray of the data model, or a Dataset of results derived from
+        one (the consistency check's); it is not modified.
     operation
         Dotted name of what ran, e.g. ``"xrfsr_dask.io.read_pyxrf"``.
     parameters
@@ -284,7 +286,7 @@ def add_provenance(
 
     Returns
     -------
-    xarray.DataArray
+    xarray.DataArray or xarray.Dataset
         A shallow copy whose ``attrs["provenance"]`` ends with
         ``{"operation", "parameters", "version", "time"}``.
     """
@@ -301,7 +303,7 @@ def add_provenance(
 
 
 def _pair(value: float | Sequence[float], name: str, size: int) -> tuple[float, ...]:
-    values = (value,) * size if np.ndim(value) == 0 else tuple(value)  # type: ignore[arg-type]
+    values: tuple[Any, ...] = (value,) * size if np.ndim(value) == 0 else tuple(value)  # type: ignore[arg-type]
     if len(values) != size:
         raise SchemaError(f"{name} must be one number or {size} numbers; got {value!r}.")
     return tuple(float(v) for v in values)

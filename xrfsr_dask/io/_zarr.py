@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_CHUNKS",
     "MARKER",
     "VERIFY_BATCH",
+    "StorageOptions",
     "ZSTD_LEVEL",
     "check_batch",
     "chunk_error",
@@ -47,6 +48,8 @@ DEFAULT_CHUNKS: dict[str, int] = {"element": 1, "angle": 1, "z": 32, "y": 256, "
 """Storage chunk per dim: one element x one angle x a square of pixels."""
 ZSTD_LEVEL = 3
 """zstd level of every chunk (beside its CRC-32C checksum)."""
+StorageOptions = dict[str, Any] | None
+"""fsspec storage options as :func:`location` normalises them (what zarr takes)."""
 
 
 def fs_of(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
@@ -71,9 +74,13 @@ def chunk_grid(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ..
     return tuple(-(-n // c) for n, c in zip(shape, chunks, strict=True))
 
 
-def written_chunks(fs: Any, root: str) -> set[tuple[int, ...]]:
-    """Indices of the chunks of ``counts`` present in the store."""
-    prefix = f"{root.rstrip('/')}/{NAME}/c/"
+def written_chunks(fs: Any, root: str, path: str = NAME) -> set[tuple[int, ...]]:
+    """Indices of the chunks of the array at ``path`` (``counts`` by default) present in the store.
+
+    The listing is read afresh: a cached one (s3fs keeps them) would miss chunks written since.
+    """
+    prefix = f"{root.rstrip('/')}/{path}/c/"
+    fs.invalidate_cache(prefix.rstrip("/"))
     keys = fs.find(prefix) if fs.exists(prefix.rstrip("/")) else []
     found = set()
     for key in keys:
@@ -97,7 +104,7 @@ def chunk_error(array: zarr.Array, index: tuple[int, ...]) -> str | None:
     return None
 
 
-def check_batch(url: str, storage_options: Mapping[str, Any] | None,
+def check_batch(url: str, storage_options: StorageOptions,
                 indices: list[tuple[int, ...]]) -> list[tuple[str, str]]:
     """``(key, reason)`` of the chunks at ``indices`` that do not read back (one dask task's worth)."""
     array = zarr.open_array(url, path=NAME, mode="r", storage_options=storage_options)
@@ -139,8 +146,9 @@ def resolve_chunks(obj: xr.DataArray, chunks: Mapping[str, int] | None) -> dict[
         raise ValueError(
             f"chunks names dims {unknown} that the data does not have; its dims are {obj.dims}."
         )
-    out = {}
-    for dim, size in zip(obj.dims, obj.shape, strict=True):
+    out: dict[str, int] = {}
+    for name, size in zip(obj.dims, obj.shape, strict=True):
+        dim = str(name)
         want = int(chunks.get(dim, DEFAULT_CHUNKS[dim]))
         if want == -1:
             want = size

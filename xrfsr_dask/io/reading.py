@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import dask
 import dask.array as dsa
@@ -20,6 +20,7 @@ from xrfsr_dask.io._lock import writer_lock
 from xrfsr_dask.io._zarr import (
     MARKER,
     VERIFY_BATCH,
+    StorageOptions,
     check_batch,
     chunk_error,
     chunk_grid,
@@ -45,7 +46,7 @@ class _CheckedChunks:
     chunk deleted or lost in a copy is an error, not a silent NaN region.
     """
 
-    def __init__(self, array: zarr.Array, url: str, storage_options: Mapping[str, Any] | None, complete: bool) -> None:
+    def __init__(self, array: zarr.Array, url: str, storage_options: StorageOptions, complete: bool) -> None:
         self.array, self.url, self.storage_options, self.complete = array, url, storage_options, complete
         self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
 
@@ -71,7 +72,7 @@ class _CheckedChunks:
                     f"or lost in a copy). Run `xrfsr verify {self.url} --repair` (or verify(url, repair=True)) "
                     "to mark the store incomplete, then re-run the command that wrote it with --resume."
                 )
-        return block
+        return np.asarray(block)
 
     def _indices(self, selection: tuple[slice, ...]) -> Any:
         """Indices of the chunks that ``selection`` touches."""
@@ -91,7 +92,7 @@ class _CheckedChunks:
 
 
 def _checked(
-    counts: xr.DataArray, url: str, storage_options: Mapping[str, Any] | None, complete: bool
+    counts: xr.DataArray, url: str, storage_options: StorageOptions, complete: bool
 ) -> xr.DataArray:
     array = zarr.open_array(url, path=NAME, mode="r", storage_options=storage_options)
     chunks = counts.data.chunks if isinstance(counts.data, dsa.Array) else array.chunks
@@ -303,7 +304,7 @@ def verify(
     if repaired:  # marked incomplete, a resume rewrites the removed and the missing chunks
         with writer_lock(fs, root, url, now()):
             group = zarr.open_group(url, mode="r+", storage_options=storage_options)
-            marker = dict(group.attrs[MARKER])
+            marker = dict(cast(Mapping[str, Any], group.attrs[MARKER]))
             marker.update(complete=False, repaired=now(), removed=[key for key, _ in corrupt], missing=list(missing))
             group.attrs[MARKER] = marker
             for key, _ in corrupt:

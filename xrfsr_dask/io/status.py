@@ -54,7 +54,7 @@ def store_status(url: str, *, storage_options: Mapping[str, Any] | None = None) 
         group = zarr.open_group(url, mode="r", storage_options=storage_options)
         marker = group.attrs.get(MARKER)
         array = group[NAME] if NAME in group else None
-        total = 0 if array is None else int(np.prod(chunk_grid(array.shape, array.chunks)))
+        total = int(np.prod(chunk_grid(array.shape, array.chunks))) if isinstance(array, zarr.Array) else 0
     written = 0
     if array is not None:
         written = len(written_chunks(fs, root))

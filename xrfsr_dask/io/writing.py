@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import dask
 import dask.array as dsa
@@ -29,6 +29,7 @@ from xrfsr_dask.io._zarr import (
     MARKER,
     VERIFY_BATCH,
     ZSTD_LEVEL,
+    StorageOptions,
     check_batch,
     chunk_grid,
     chunk_key,
@@ -106,10 +107,10 @@ def _check_matches(existing: xr.DataArray, data: xr.DataArray, chunks: tuple[int
                 f"cannot resume {url}: its {name} is {have} but the data's is {want}. "
                 "Resume with the same inputs and chunks, or pass overwrite=True (--overwrite) to start over."
             )
-    for name in data.dims:
-        if not np.array_equal(existing[name].values.astype(data[name].dtype), data[name].values):
+    for dim in data.dims:
+        if not np.array_equal(existing[dim].values.astype(data[dim].dtype), data[dim].values):
             raise StoreMismatchError(
-                f"cannot resume {url}: coordinate {name!r} differs from the data's. "
+                f"cannot resume {url}: coordinate {dim!r} differs from the data's. "
                 "Resume with the same inputs, or pass overwrite=True (--overwrite) to start over."
             )
 
@@ -181,7 +182,7 @@ def save(
     if overwrite and resume:
         raise ValueError("pass overwrite=True or resume=True, not both.")
     chunk_map = resolve_chunks(data, chunks)
-    chunk_shape = tuple(chunk_map[d] for d in data.dims)
+    chunk_shape = tuple(chunk_map[str(d)] for d in data.dims)
     fs, root = fs_of(url, storage_options)
     with writer_lock(fs, root, url, now()):
         try:
@@ -200,7 +201,7 @@ def save(
 
 def _save_locked(
     data: xr.DataArray, url: str, chunks: Mapping[str, int] | None, chunk_shape: tuple[int, ...], fs: Any, root: str,
-    overwrite: bool, resume: bool, storage_options: Mapping[str, Any] | None, progress: bool,
+    overwrite: bool, resume: bool, storage_options: StorageOptions, progress: bool,
 ) -> WriteSummary:
     """:func:`save` once this job holds the store's writer marker."""
     try:
@@ -244,7 +245,7 @@ def _save_locked(
 
 
 def _intact_chunks(
-    url: str, storage_options: Mapping[str, Any] | None, fs: Any, root: str, progress: bool
+    url: str, storage_options: StorageOptions, fs: Any, root: str, progress: bool
 ) -> set[tuple[int, ...]]:
     """The chunks of an unfinished store that read back intact; torn ones are deleted.
 
@@ -263,7 +264,7 @@ def _intact_chunks(
 
 
 def _create(
-    data: xr.DataArray, url: str, chunk_shape: tuple[int, ...], storage_options: Mapping[str, Any] | None
+    data: xr.DataArray, url: str, chunk_shape: tuple[int, ...], storage_options: StorageOptions
 ) -> None:
     """Write metadata and coordinates, with the store marked incomplete."""
     # The counts become a lazy placeholder that is never computed: only the
@@ -295,7 +296,7 @@ def _fill(
     url: str,
     chunk_shape: tuple[int, ...],
     done: set[tuple[int, ...]],
-    storage_options: Mapping[str, Any] | None,
+    storage_options: StorageOptions,
     progress: bool,
 ) -> WriteSummary:
     # Every chunk is written, even one equal to the fill value (all NaN), so
@@ -324,7 +325,7 @@ def _fill(
             "marked incomplete. Re-run with resume=True (--resume)."
         )
     group = zarr.open_group(url, mode="r+", storage_options=storage_options)
-    marker = dict(group.attrs[MARKER])
+    marker = dict(cast(Mapping[str, Any], group.attrs[MARKER]))
     marker.update(complete=True, finished=now())
     group.attrs[MARKER] = marker
     return WriteSummary(url, total, len(tasks), total - len(tasks))

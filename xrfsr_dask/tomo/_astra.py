@@ -76,7 +76,7 @@ def reconstruct(
     config["ProjectorId"] = projector
     if algorithm == "fbp":
         config["FilterType"] = _FILTERS[filter_name]
-    options = {"GPUindex": gpu_index(device)} if cuda else {}
+    options: dict[str, float] = {"GPUindex": gpu_index(device)} if cuda else {}
     if algorithm == "sirt":
         options["MinConstraint"] = 0.0
     if options:

@@ -27,6 +27,7 @@ https://doi.org/10.1038/s41598-017-12141-9.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import dask.array as dsa
 import numpy as np
@@ -144,7 +145,7 @@ def _centre_of_mass(images: np.ndarray, theta: np.ndarray, center: float) -> np.
     return np.stack([cy - cy.mean(), cx - design @ coefficients], axis=1)
 
 
-def _apply_block(block: np.ndarray, *, block_info: dict | None = None, shifts: np.ndarray) -> np.ndarray:
+def _apply_block(block: np.ndarray, *, block_info: dict[Any, Any], shifts: np.ndarray) -> np.ndarray:
     start, stop = block_info[0]["array-location"][1]
     return _shifted(block, shifts[start:stop])
 

@@ -83,9 +83,9 @@ def _from_pairs(images: np.ndarray, pairs: list[tuple[int, int]]) -> tuple[float
     for i, j in pairs:
         shift, _, _ = phase_cross_correlation(images[i], images[j][:, ::-1], upsample_factor=20, normalization=None)
         centres.append((n_det - 1 + shift[1]) / 2)
-    centres = np.asarray(centres)
-    median = float(np.median(centres))
-    return median, float(np.median(np.abs(centres - median)))
+    found = np.asarray(centres)
+    median = float(np.median(found))
+    return median, float(np.median(np.abs(found - median)))
 
 
 def _sharpness(sino: np.ndarray, theta: np.ndarray, candidates: np.ndarray, n: int) -> np.ndarray:

@@ -60,7 +60,7 @@ def _check_block(block: np.ndarray, *, elements: np.ndarray, angles: np.ndarray,
 def _block(
     block: np.ndarray,
     *,
-    block_info: dict | None = None,
+    block_info: dict[Any, Any],
     elements: np.ndarray,
     rows: np.ndarray,
     options: dict[str, Any],
@@ -293,5 +293,5 @@ def reconstruct_to_zarr(
         series, algorithm=algorithm, backend=backend, center=center, iterations=iterations,
         filter_name=filter_name, slices_per_chunk=slices_per_chunk, device=device,
     )
-    chunks = {d: c[0] for d, c in zip(volume.dims, volume.chunks, strict=True)}
+    chunks = {str(d): c[0] for d, c in zip(volume.dims, volume.data.chunks, strict=True)}
     return save(volume, destination, chunks=chunks, **write)
