@@ -37,7 +37,7 @@ _THRESHOLD_STYLE = {"half-bit": "--", "one-bit": "-.", "1/7": ":", "3-sigma": (0
 
 def _batch_items(data: xr.DataArray) -> list[tuple[str, dict[str, int]]]:
     """``(label, indexer)`` for every batch item (dims other than frequency/threshold)."""
-    batch = [d for d in data.dims if d not in ("frequency", "threshold")]
+    batch = [str(d) for d in data.dims if d not in ("frequency", "threshold")]
     items = []
     for key in np.ndindex(*(data.sizes[d] for d in batch)):
         where = dict(zip(batch, key, strict=True))
@@ -427,7 +427,7 @@ def plot_slice_comparison(
         values = np.concatenate([np.asarray(s.sel(element=element).values).ravel() for s in slices.values()])
         values = values[np.isfinite(values)]
         low, high = (float(np.percentile(values, 0.5)), float(np.percentile(values, 99.5))) if values.size else (0, 1)
-        shown = None
+        shown: Any = None
         for i, label in enumerate(labels):
             panel = slices[label].sel(element=element)
             r, c = panel[rows_dim].values, panel[cols_dim].values

@@ -30,7 +30,7 @@ class Batch:
         self.data = data
         self.spatial = spatial
         self.spacing_nm = spacing_nm
-        self.batch_dims = tuple(d for d in data.dims if d not in spatial)
+        self.batch_dims = tuple(str(d) for d in data.dims if d not in spatial)
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -55,7 +55,7 @@ from xrfsr_dask.schema import add_provenance
 __all__ = ["THRESHOLDS", "frc", "fsc", "split_even_odd", "threshold_curve"]
 
 ThresholdName = Literal["half-bit", "one-bit", "1/7", "3-sigma"]
-THRESHOLDS: tuple[str, ...] = ("half-bit", "one-bit", "1/7", "3-sigma")
+THRESHOLDS: tuple[ThresholdName, ...] = ("half-bit", "one-bit", "1/7", "3-sigma")
 """Names of the threshold curves, in the order they are reported by default."""
 
 

@@ -383,7 +383,7 @@ class PairSource:
         s = self.settings
         ny = expected.shape[-2]
         if drawn["scan_mode"] == "fly":
-            shifts = rng.normal(0.0, float(rng.uniform(*s.row_shift)), ny)
+            shifts = np.asarray(rng.normal(0.0, float(rng.uniform(*s.row_shift)), ny))
             columns = np.arange(expected.shape[-1], dtype=np.float64)
             for row, shift in enumerate(shifts):
                 expected[:, row] = np.stack([np.interp(columns + shift, columns, line) for line in expected[:, row]])

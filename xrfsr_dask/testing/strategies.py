@@ -42,7 +42,7 @@ def xrf_arrays(
     """
     kind = draw(st.sampled_from(list(kinds)))
     n_el = draw(st.integers(1, 3))
-    middle = () if kind == "maps" else (draw(st.integers(1, 3)),)  # angles or z slices
+    middle: tuple[int, ...] = () if kind == "maps" else (draw(st.integers(1, 3)),)  # angles or z slices
     ny, nx = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
     shape = (n_el, *middle, ny, nx)
     values = draw(hnp.arrays(np.float32, shape, elements=st.floats(-1e6, 1e6, width=32) | st.just(np.nan)))
@@ -69,7 +69,7 @@ def xrf_arrays(
             probe_fwhm_nm=draw(st.none() | st.floats(1, 200)),
             dwell_s=draw(st.none() | st.floats(1e-4, 10)),
         )
-    chunks = {dim: _chunk(draw, n) for dim, n in zip(data.dims, data.shape, strict=True)}
+    chunks = {str(dim): _chunk(draw, n) for dim, n in zip(data.dims, data.shape, strict=True)}
     return data, chunks
 
 
