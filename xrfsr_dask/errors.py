@@ -17,6 +17,7 @@ __all__ = [
     "IngestError",
     "LabelMismatchError",
     "MissingMetadataError",
+    "ModelCardError",
     "NonFiniteCountsError",
     "SchemaError",
     "SourceNotFoundError",
@@ -104,6 +105,10 @@ class GridMismatchError(XrfsrError, ValueError):
 
 class LabelMismatchError(XrfsrError, ValueError):
     """Two datasets that must describe the same maps differ in their labels (elements, angles)."""
+
+
+class ModelCardError(XrfsrError, ValueError):
+    """A model card is missing, malformed, or does not match its weights."""
 
 
 class MissingMetadataError(XrfsrError, ValueError):

@@ -34,7 +34,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from xrfsr_dask._version import __version__
-from xrfsr_dask.errors import SourceNotFoundError, StoreExistsError, XrfsrError
+from xrfsr_dask.errors import ModelCardError, SourceNotFoundError, StoreExistsError
 from xrfsr_dask.model.rdn import RDN, RDNConfig
 
 __all__ = [
@@ -49,10 +49,6 @@ DEFAULT_MODELS: dict[str, str] = {"maps": DEFAULT_MODEL, "series": DEFAULT_MODEL
 """The bundled model :func:`~xrfsr_dask.enhance` uses for each kind of data when none is named."""
 _SERVES = {"maps": ("maps",), "projections": ("series",), "mixed": ("maps", "series")}
 _PACKAGE = "xrfsr_dask.model"
-
-
-class ModelCardError(XrfsrError, ValueError):
-    """A model card is missing, malformed, or does not match its weights."""
 
 
 def _stem(path: str | os.PathLike) -> str:
