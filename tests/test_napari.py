@@ -8,7 +8,7 @@ import zarr
 from npe2 import PluginManifest
 from npe2.io_utils import read
 
-from xrfsr_dask import save, to_ome_zarr, xrf_maps
+from xrfsr_dask import save, to_ome_zarr, xrf_maps, xrf_volume
 from xrfsr_dask.napari import napari_get_reader
 
 
@@ -85,3 +85,16 @@ def test_other_folders_are_left_to_other_readers(tmp_path, maps):
     to_ome_zarr(maps, url, progress=False)
     assert napari_get_reader([url]) is not None
     assert napari_get_reader([url, url]) is None
+
+
+def test_volume_opens_with_z_in_nm(tmp_path, plugin):
+    values = np.random.default_rng(4).poisson(5.0, size=(2, 8, 12, 10)).astype(np.float32)
+    volume = xrf_volume(values, elements=["Ni_K", "Co_K"], voxel_nm=(30.0, 20.0, 10.0), origin_nm=(0.0, 100.0, 0.0))
+    url = str(tmp_path / "v.ome.zarr")
+    to_ome_zarr(volume, url, chunks={"z": 4, "y": 4, "x": 4}, progress=False)
+    [(data, kwargs, _)] = read([url], plugin_name="xrfsr_dask", stack=False)
+    assert kwargs["axis_labels"] == ["z", "y", "x"] and kwargs["units"] == ["nm", "nm", "nm"]
+    assert kwargs["scale"] == [30.0, 20.0, 10.0] and kwargs["translate"] == [0.0, 100.0, 0.0]
+    assert [level.shape for level in data] == [(2, 8, 12, 10), (2, 4, 6, 5), (2, 2, 3, 3)]
+    # 2 x 2 x 2 bins shown per level-0 voxel: the mean of the eight
+    np.testing.assert_allclose(np.asarray(data[1])[:, 0, 0, 0], values[:, :2, :2, :2].mean(axis=(1, 2, 3)), rtol=1e-6)

@@ -82,7 +82,7 @@ def large_maps(
         Pixel size in nm.
     counts
         Expected counts in a pixel at full signal, per element (default
-        200, 150, 100, 50, ...).
+        ``200 / (1 + i / 2)`` for the ``i``-th: 200, 133.3, 100, 80, ...).
     chunk
         Dask block size in pixels (square), one element per block.
     noise
