@@ -113,14 +113,14 @@ def probe_kernel(
 # --------------------------------------------------------------------------- random numbers
 
 
-def _splitmix(z: np.ndarray) -> np.ndarray:
+def _splitmix(z: Any) -> Any:
     z = z + np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
 
 
-def _hash_normal(seed: int, stream: int, *index: np.ndarray) -> np.ndarray:
+def _hash_normal(seed: int, stream: int, *index: np.ndarray | int) -> np.ndarray:
     """Standard normal numbers that depend only on (seed, stream, index), not on chunking."""
     with np.errstate(over="ignore"):
         h = _splitmix(np.uint64(seed) ^ np.uint64(stream * 0x632BE59BD9B4E019 % 2**64))
@@ -218,7 +218,7 @@ def _owned(index: np.ndarray, chunks: Sequence[int]) -> list[np.ndarray]:
 def _check_hr(hr: xr.DataArray) -> tuple[str, tuple[float, float], tuple[float, float]]:
     validate(hr, ("maps", "series"), caller="simulate_scan")
     kind = kind_of(hr)
-    pixel = tuple(float(v) for v in hr.attrs["step_nm"])
+    pixel = (float(hr.attrs["step_nm"][0]), float(hr.attrs["step_nm"][1]))
     origin = (float(hr.y[0]), float(hr.x[0]))
     return kind, pixel, origin
 
@@ -290,7 +290,8 @@ def simulate_scan(
     ((1, 8, 8), 1.0)
     """
     kind, pixel, origin = _check_hr(hr)
-    step = tuple(float(v) for v in np.broadcast_to(np.asarray(step_nm, dtype=np.float64), (2,)))
+    step_yx = np.broadcast_to(np.asarray(step_nm, dtype=np.float64), (2,))
+    step = (float(step_yx[0]), float(step_yx[1]))
     for name, s, p in zip(("y", "x"), step, pixel, strict=True):
         if not (math.isfinite(s) and s >= p * (1 - 1e-9)):
             raise ValueError(
@@ -310,12 +311,14 @@ def simulate_scan(
     if rows.size == 0 or cols.size == 0:
         raise ValueError(f"the HR map ({hr.sizes['y']} x {hr.sizes['x']} px) is smaller than one scan step.")
     angle_ids = np.arange(hr.sizes.get("angle", 1))
-    fixed = {"kernel": kernel, "depth": depth, "jitter_px": jitter_px, "seed": seed, "scale": scale}
+    fixed: dict[str, Any] = {"kernel": kernel, "depth": depth, "jitter_px": jitter_px, "seed": seed, "scale": scale}
     data = hr.data
+    expected: Any
     if isinstance(data, dsa.Array):
         expected = _lazy(data, rows, cols, angle_ids, fixed)
     else:
-        padded = np.pad(np.asarray(data), [(0, 0)] * (data.ndim - 2) + [(d, d) for d in depth], mode="edge")
+        padded = np.pad(np.asarray(data), [(0, 0)] * (data.ndim - 2) + [(d, d) for d in depth],
+                        mode="edge")
         expected = _lr_block(padded, hr_start=(0, 0), rows=rows, cols=cols, lr_start=(0, 0),
                              angle_ids=angle_ids, **fixed)
     lr = _finish(expected, seed=seed, noise=noise)
@@ -355,7 +358,7 @@ def _lazy(data: dsa.Array, rows: np.ndarray, cols: np.ndarray, angle_ids: np.nda
     starts = [np.concatenate([[0], np.cumsum(c)[:-1]]) for c in data.chunks[-2:]]
     lr_starts = [np.concatenate([[0], np.cumsum([o.size for o in owned])[:-1]]) for owned in (owned_rows, owned_cols)]
 
-    def block(b: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+    def block(b: np.ndarray, block_info: dict[Any, Any]) -> np.ndarray:
         loc = block_info[0]["chunk-location"]
         i, j = loc[-2], loc[-1]
         lead = block_info[None]["array-location"][:-2]
@@ -375,7 +378,7 @@ def _finish(expected: Any, *, seed: int, noise: bool) -> Any:
         ndim = expected.ndim
         expected = expected.rechunk({ndim - 2: NOISE_TILE, ndim - 1: NOISE_TILE})
         if noise:
-            def draw(block: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+            def draw(block: np.ndarray, block_info: dict[Any, Any]) -> np.ndarray:
                 start = [lo for lo, _ in block_info[None]["array-location"]]
                 return _poisson_tiles(block, seed=seed, start=start, tile=NOISE_TILE)
 
