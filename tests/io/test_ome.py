@@ -257,6 +257,10 @@ def test_resume_refuses_other_data_or_options(tmp_path, maps):
         to_ome_zarr(maps.isel(x=slice(0, 40)), url, chunks={"y": 8, "x": 8}, resume=True, progress=False)
     with pytest.raises(StoreMismatchError, match=r"its downsample is sum but this export's is mean"):
         to_ome_zarr(maps, url, chunks={"y": 8, "x": 8}, downsample="mean", resume=True, progress=False)
+    finer = maps.assign_attrs(step_nm=[25.0, 20.0]).assign_coords(
+        y=maps.y.copy(data=1000.0 + 25.0 * np.arange(37)), x=maps.x.copy(data=-200.0 + 20.0 * np.arange(52)))
+    with pytest.raises(StoreMismatchError, match=r"its step_nm \(\[50.0, 40.0\]\) differs from the data's"):
+        to_ome_zarr(finer, url, chunks={"y": 8, "x": 8}, resume=True, progress=False)
     with pytest.raises(StoreMismatchError, match=r"its element"):
         to_ome_zarr(maps.assign_coords(element=["Ni_K", "Co_K", "Fe_K"]), url, chunks={"y": 8, "x": 8},
                     resume=True, progress=False)

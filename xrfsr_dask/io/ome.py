@@ -488,10 +488,13 @@ def _check_resumable(marker: Mapping[str, Any], layout: dict[str, Any], labels: 
                 "data and options, or pass overwrite=True (--overwrite) to start over."
             )
     stored = marker.get("labels", {})
-    for key in ("element", "angle_deg", "origin_nm"):
-        if stored.get(key) != labels.get(key):
+    pairs = [(key, stored.get(key), labels.get(key)) for key in ("element", "angle_deg", "origin_nm")]
+    # the pixel size: the levels' scales in the NGFF metadata were written from it
+    pairs += [(key, stored.get("attrs", {}).get(key), labels["attrs"].get(key)) for key in ("step_nm", "voxel_nm")]
+    for key, have, want in pairs:
+        if have != want:
             raise StoreMismatchError(
-                f"cannot resume {url}: its {key} ({stored.get(key)}) differs from the data's ({labels.get(key)}). "
+                f"cannot resume {url}: its {key} ({have}) differs from the data's ({want}). "
                 "Resume with the same data, or pass overwrite=True (--overwrite) to start over."
             )
 
