@@ -41,7 +41,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.close()
             return
-        if fault is not None:
+        if isinstance(fault, tuple):
             status, code = fault
             payload = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
                        f"<Message>injected by FlakyProxy</Message></Error>").encode()
@@ -85,7 +85,7 @@ class FlakyProxy(ThreadingHTTPServer):
     def __init__(self, upstream: str, rule: Callable[[str, str, int], Fault]) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         parts = urlsplit(upstream)
-        self.upstream_host, self.upstream_port = parts.hostname, parts.port
+        self.upstream_host, self.upstream_port = parts.hostname or "127.0.0.1", parts.port
         self.rule = rule
         self.requests = 0
         self.injected: Counter[str] = Counter()
