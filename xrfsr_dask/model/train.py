@@ -28,7 +28,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -177,7 +177,7 @@ def _prepare_folder(out: Path, settings: TrainSettings, resume: bool) -> None:
         )
 
 
-def _read_log(path: Path, upto: int) -> list[dict[str, str]]:
+def _read_log(path: Path, upto: int) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     with path.open() as f:
@@ -247,10 +247,10 @@ def train(
         return load_model(final)
     dev = resolve_device(device)
     torch.manual_seed(settings.seed)
-    model = build_rdn(settings.preset, scale=settings.data.scale).to(dev)
+    model = build_rdn(cast(Any, settings.preset), scale=settings.data.scale).to(dev)  # the name is checked there
     cuda = dev.type == "cuda"
     if cuda:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     total = settings.epochs * settings.steps_per_epoch
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total,
@@ -315,6 +315,7 @@ def train(
         "metrics": {"test": {k: round(v, 4) for k, v in metrics.items()},
                     "test_set": f"{settings.data.test_patches} patches from phantom seeds of the test split"},
     }
-    save_model(model.to("cpu", memory_format=torch.contiguous_format), final, card=card, overwrite=True)
+    cpu_model = model.to("cpu", memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # as above
+    save_model(cpu_model, final, card=card, overwrite=True)
     return model.eval()
 
