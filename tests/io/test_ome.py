@@ -21,6 +21,7 @@ from xrfsr_dask import (
     SourceNotFoundError,
     StoreExistsError,
     StoreMismatchError,
+    open_xrf,
     save,
     xrf_maps,
     xrf_volume,
@@ -335,3 +336,19 @@ def test_level_for_view_known_answers(tmp_path):
     assert level_for_view(levels, screen_px=64) == 3  # never coarser than the coarsest level
     with pytest.raises(ValueError, match="screen_px = 0"):
         level_for_view(levels, screen_px=0)
+
+
+def test_two_worker_cluster_writes_the_same_store(tmp_path, maps):
+    from distributed import Client, LocalCluster
+
+    threads = str(tmp_path / "threads.ome.zarr")
+    to_ome_zarr(maps, threads, chunks={"y": 8, "x": 8}, progress=False)
+    source = str(tmp_path / "m.zarr")
+    save(maps, source, progress=False)
+    cluster_url = str(tmp_path / "cluster.ome.zarr")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster):
+        summary = to_ome_zarr(open_xrf(source), cluster_url, chunks={"y": 8, "x": 8}, progress=False)
+    assert summary.chunks_written == summary.chunks_total
+    for here, there in zip(open_pyramid(threads), open_pyramid(cluster_url), strict=True):
+        np.testing.assert_array_equal(here.values, there.values)
