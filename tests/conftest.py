@@ -1,5 +1,6 @@
 """Shared fixtures: a real S3 server (moto, server mode) on 127.0.0.1, a guard
-against dask computing, and skipping of ``gpu`` tests where there is no GPU."""
+against dask computing, and skipping of ``gpu`` tests where there is no GPU
+and of ``tomopy`` tests where TomoPy is missing."""
 
 import contextlib
 import os
@@ -70,13 +71,28 @@ def _gpu_available() -> bool:
         return False
 
 
+def _tomopy_available() -> bool:
+    try:
+        import tomopy  # noqa: F401
+
+        return True
+    except ImportError:
+        return False
+
+
 def pytest_collection_modifyitems(config, items):
-    if _gpu_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU and CuPy (pip install -e '.[gpu]')")
+    skips = {}
+    if not _gpu_available():
+        skips["gpu"] = pytest.mark.skip(reason="needs a CUDA GPU and CuPy (pip install -e '.[gpu]')")
+    if not _tomopy_available():
+        skips["tomopy"] = pytest.mark.skip(
+            reason="needs TomoPy, which is not on PyPI: conda install -c conda-forge tomopy, or "
+            "../shared/peers/build-tomopy.sh .venv (make test does this where ../shared exists)"
+        )
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        for marker, skip in skips.items():
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from scipy.optimize import curve_fit
 from scipy.special import erf
 
 from xrfsr_dask import _gaussfit
+from xrfsr_dask.phantoms import nmc_particle
 from xrfsr_dask.probe import (
     FWHM_PER_SIGMA,
     STATUS,
@@ -19,7 +20,6 @@ from xrfsr_dask.probe import (
     fit_line,
     fit_probe,
 )
-from xrfsr_dask.phantoms import nmc_particle
 from xrfsr_dask.simulate import simulate_scan
 
 

@@ -319,13 +319,15 @@ def _congruent(h, a):
 
 @numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
 def _sandwich_meat(q, data, yy, xx, e, inverse, meat):
-    """HC2 ``meat = Σ jᵢjᵢᵀ rᵢ²/(1 - hᵢ)``, ``hᵢ = jᵢᵀ inverse jᵢ``, quadratic-form Jacobian rows ``jᵢ`` (0 where hᵢ ≥ 1).
+    """HC2 ``meat = Σ jᵢjᵢᵀ rᵢ²/(1 - hᵢ)``, ``hᵢ = jᵢᵀ inverse jᵢ`` (0 where hᵢ ≥ 1), quadratic-form rows ``jᵢ``.
 
     Written out in scalars, like :func:`_system`, so that the compiler vectorises it over pixels.
     """
     amp, yc, xc, a, b, c, off = q[0], q[1], q[2], q[3], q[4], q[5], q[6]
-    q00, q01, q02, q03, q04, q05, q06 = inverse[0, 0], inverse[0, 1], inverse[0, 2], inverse[0, 3], inverse[0, 4], inverse[0, 5], inverse[0, 6]
-    q11, q12, q13, q14, q15, q16 = inverse[1, 1], inverse[1, 2], inverse[1, 3], inverse[1, 4], inverse[1, 5], inverse[1, 6]
+    q00, q01, q02, q03 = inverse[0, 0], inverse[0, 1], inverse[0, 2], inverse[0, 3]
+    q04, q05, q06 = inverse[0, 4], inverse[0, 5], inverse[0, 6]
+    q11, q12, q13 = inverse[1, 1], inverse[1, 2], inverse[1, 3]
+    q14, q15, q16 = inverse[1, 4], inverse[1, 5], inverse[1, 6]
     q22, q23, q24, q25, q26 = inverse[2, 2], inverse[2, 3], inverse[2, 4], inverse[2, 5], inverse[2, 6]
     q33, q34, q35, q36 = inverse[3, 3], inverse[3, 4], inverse[3, 5], inverse[3, 6]
     q44, q45, q46 = inverse[4, 4], inverse[4, 5], inverse[4, 6]

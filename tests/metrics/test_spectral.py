@@ -9,7 +9,7 @@ from xrfsr_dask.metrics._spectral import Shells, rfftn, shell_sums
 def _full_spectrum_sums(a, b, shells):
     """[n, Σ Re(A·conj B), Σ|A|², Σ|B|²] per shell over the whole ``fftn`` spectrum (no half-axis weights)."""
     fa, fb = np.fft.fftn(a), np.fft.fftn(b)
-    grids = np.meshgrid(*[np.fft.fftfreq(n, d) for n, d in zip(a.shape, shells.spacing_nm)], indexing="ij")
+    grids = np.meshgrid(*[np.fft.fftfreq(n, d) for n, d in zip(a.shape, shells.spacing_nm, strict=True)], indexing="ij")
     radius = np.sqrt(sum(g**2 for g in grids)).ravel()
     if shells.width is None:
         shell = np.searchsorted(shells.edges, radius, side="right") - 1

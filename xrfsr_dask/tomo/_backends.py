@@ -13,27 +13,28 @@ from typing import Literal
 import numpy as np
 
 from xrfsr_dask._backend import gpu_count, gpu_index
-from xrfsr_dask.tomo import _astra, _nufft
+from xrfsr_dask.tomo import _astra, _nufft, _tomopy
 
 __all__ = ["ALGORITHMS", "BACKENDS", "Algorithm", "BackendName", "available_backends", "choose", "run"]
 
 Algorithm = Literal["fbp", "sirt", "mlem", "cgls"]
-BackendName = Literal["auto", "nufft", "astra", "torch"]
+BackendName = Literal["auto", "nufft", "astra", "torch", "tomopy"]
 
 ALGORITHMS: tuple[str, ...] = ("fbp", "sirt", "mlem", "cgls")
-BACKENDS: tuple[str, ...] = ("nufft", "astra", "torch")
+BACKENDS: tuple[str, ...] = ("nufft", "astra", "torch", "tomopy")
 
 _SUPPORTS = {
     "nufft": ("fbp",),
     "astra": ("fbp", "sirt", "cgls", "mlem"),
     "torch": ("fbp", "sirt", "mlem"),
+    "tomopy": tuple(_tomopy.ALGORITHMS),
 }
 
-# Fastest first, as measured by benchmarks/tomo.py on the CPU here.
+# Fastest first, as measured by benchmarks/tomo.py on the CPU here; TomoPy, optional, last.
 _PREFERENCE = {
-    "fbp": ("nufft", "torch", "astra"),
-    "sirt": ("astra", "torch"),
-    "mlem": ("torch", "astra"),
+    "fbp": ("nufft", "torch", "astra", "tomopy"),
+    "sirt": ("astra", "torch", "tomopy"),
+    "mlem": ("torch", "astra", "tomopy"),
     "cgls": ("astra",),
 }
 
@@ -45,6 +46,8 @@ def _why_not(name: str, algorithm: str, device: str) -> str | None:
         return _nufft.available(device)
     if name == "astra":
         return _astra.available(device, algorithm)
+    if name == "tomopy":
+        return _tomopy.available(device)
     if device.startswith("cuda") and gpu_index(device) >= gpu_count():
         return f"torch sees no CUDA GPU {device}"
     return None
@@ -65,13 +68,6 @@ def choose(backend: str, algorithm: str, device: str) -> str:
     """The backend to run: ``backend`` itself, checked, or the fastest available for ``auto``."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm={algorithm!r} is not one of {ALGORITHMS}.")
-    if backend == "tomopy":
-        raise ValueError(
-            "backend='tomopy' is not offered: TomoPy's gridrec puts its image half a pixel off the "
-            "rotation axis and scales it by a factor that depends on its internal padding, so its "
-            f"volumes would not be in counts per voxel on this library's grid. Use one of {BACKENDS}; "
-            "benchmarks/tomo.py runs TomoPy beside them as a peer."
-        )
     if backend != "auto" and backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {('auto', *BACKENDS)}.")
     status = available_backends(algorithm, device)
@@ -114,6 +110,9 @@ def run(
                 return cupy.asnumpy(_nufft.fbp(cupy.asarray(sino), theta_deg, center=center, n=n,
                                                filter_name=filter_name))
         return _nufft.fbp(sino, theta_deg, center=center, n=n, filter_name=filter_name)
+    if name == "tomopy":
+        return _tomopy.reconstruct(sino, theta_deg, center=center, n=n, algorithm=algorithm, iterations=iterations,
+                                   filter_name=filter_name)
     if name == "astra":
         return _astra.reconstruct(
             sino, theta_deg, center=center, n=n, algorithm=algorithm, iterations=iterations,

@@ -63,13 +63,14 @@ def _block(
     block_info: dict[Any, Any],
     elements: np.ndarray,
     rows: np.ndarray,
+    angles: np.ndarray,
     options: dict[str, Any],
 ) -> np.ndarray:
     location = block_info[0]["array-location"]
     _check_block(
         block,
         elements=elements[slice(*location[0])],
-        angles=options["theta_deg"],
+        angles=angles,
         rows=rows[slice(*location[1])],
     )
     slices = _backends.run(options["backend"], block[0], **{k: v for k, v in options.items() if k != "backend"})
@@ -94,6 +95,7 @@ def reconstruct(
     filter_name: FilterName = "shepp-logan",
     slices_per_chunk: int | None = None,
     device: str = "auto",
+    angle_convention: Literal["xrfsr", "tomopy"] = "xrfsr",
 ) -> xr.DataArray:
     """Reconstruct every element's volume from a projection series, lazily.
 
@@ -109,7 +111,9 @@ def reconstruct(
         backend), ``"sirt"``, ``"mlem"`` (maximum likelihood for Poisson
         counts) or ``"cgls"`` (ASTRA only).
     backend
-        ``"nufft"`` (FINUFFT / cuFINUFFT), ``"astra"``, ``"torch"``, or
+        ``"nufft"`` (FINUFFT / cuFINUFFT), ``"astra"``, ``"torch"``,
+        ``"tomopy"`` (where TomoPy is installed: gridrec for ``"fbp"``, its
+        SIRT and MLEM; its offset and scale calibrated onto this grid), or
         ``"auto"``: the fastest installed backend that has
         ``algorithm`` (:func:`~xrfsr_dask.tomo.available_backends` lists them).
     center
@@ -128,6 +132,13 @@ def reconstruct(
         ``"auto"`` (the GPU when torch sees one), ``"cpu"``, ``"cuda"`` or
         ``"cuda:N"``; resolved and checked on this machine before anything
         runs. CUDA tasks carry the ``GPU`` resource.
+    angle_convention
+        How the series' ``angle`` turns: ``"xrfsr"`` (this library's
+        :func:`~xrfsr_dask.tomo.project`, ``t = x cos θ + y sin θ``) or
+        ``"tomopy"``, the opposite sense, which TomoPy, scikit-image's
+        ``radon``/``iradon`` and ASTRA share (``t = x cos θ - y sin θ``): a
+        series that those reconstruct upright comes out upright with it,
+        and mirrored in ``y`` without it. See the tomography guide.
 
     Returns
     -------
@@ -169,6 +180,11 @@ def reconstruct(
         iterations = DEFAULT_ITERATIONS[algorithm] if iterations is None else int(iterations)
         if iterations < 1:
             raise ValueError(f"iterations must be at least 1; got {iterations}.")
+    if angle_convention not in ("xrfsr", "tomopy"):
+        raise ValueError(
+            f"angle_convention={angle_convention!r} is not 'xrfsr' or 'tomopy'; use 'tomopy' for angles "
+            "recorded in the sense of TomoPy, scikit-image and ASTRA (the opposite of xrfsr_dask.tomo.project)."
+        )
     device = _backend.resolve_device(device)
     name = _backends.choose(backend, algorithm, device)
     _, n_angles, n_rows, n_det = projections.shape
@@ -186,7 +202,7 @@ def reconstruct(
     if not isinstance(data, dsa.Array):
         data = dsa.from_array(np.asarray(data), chunks=-1)
     sinograms = data.transpose(0, 2, 1, 3).rechunk((1, slices_per_chunk, -1, -1))
-    theta = np.asarray(projections.angle.values, dtype=np.float64)
+    theta = np.asarray(projections.angle.values, dtype=np.float64) * (-1.0 if angle_convention == "tomopy" else 1.0)
     options = {
         "backend": name,
         "theta_deg": theta,
@@ -201,6 +217,7 @@ def reconstruct(
         volume = sinograms.map_blocks(
             _block,
             elements=np.asarray(projections.element.values),
+            angles=np.asarray(projections.angle.values, dtype=np.float64),
             rows=np.asarray(projections.y.values, dtype=np.float64),
             options=options,
             chunks=(sinograms.chunks[0], sinograms.chunks[1], (n_det,), (n_det,)),
@@ -238,6 +255,7 @@ def reconstruct(
         "iterations": iterations,
         "filter_name": filter_name if algorithm == "fbp" else None,
         "n_angles": n_angles,
+        "angle_convention": angle_convention,
     }
     return add_provenance(out, "xrfsr_dask.tomo.reconstruct", parameters)
 
