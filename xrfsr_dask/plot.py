@@ -23,6 +23,7 @@ from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 from xrfsr_dask.probe import GaussianProbe
 
 __all__ = [
+    "add_scale_bar",
     "plot_frc",
     "plot_fsc",
     "plot_loss_curves",
@@ -48,8 +49,16 @@ def _batch_items(data: xr.DataArray) -> list[tuple[str, dict[str, int]]]:
     return items
 
 
-def _scale_bar(ax: Any, width_nm: float) -> None:
-    """A scale bar of a round length (1, 2 or 5 × 10^k nm) about a fifth of the image width."""
+def add_scale_bar(ax: Any, width_nm: float) -> None:
+    """Draw a scale bar of a round length (1, 2 or 5 × 10^k nm, about a fifth of ``width_nm``) on ``ax``.
+
+    Parameters
+    ----------
+    ax
+        A matplotlib axes showing an image whose data coordinates are nm.
+    width_nm
+        The width of the image shown, in nm.
+    """
     target = width_nm / 5
     power = 10 ** math.floor(math.log10(target))
     length = max(m * power for m in (1, 2, 5) if m * power <= target)
@@ -284,7 +293,7 @@ def plot_probe_fit(image: xr.DataArray, fit: xr.Dataset, *, title: str | None = 
     major, minor = probe.fwhm_pair_nm
     ax_img.set_title(f"FWHM {major:.1f} × {minor:.1f} nm at {probe.angle_deg:.0f}° (cyan: fit at half max)")
     fig.colorbar(shown, ax=ax_img, label=f"intensity ({image.attrs.get('units', 'a.u.')})")
-    _scale_bar(ax_img, abs(extent[1] - extent[0]))
+    add_scale_bar(ax_img, abs(extent[1] - extent[0]))
     iy = int(np.argmin(np.abs(y - centre[0])))
     ix = int(np.argmin(np.abs(x - centre[1])))
     ax_prof.plot(x, image.values[iy], "o", markersize=3, label="data, along x")
@@ -353,7 +362,7 @@ def plot_slices(
         ax.set_xlabel(f"{cols} (nm)")
         ax.set_ylabel(f"{rows} (nm)")
         fig.colorbar(shown, ax=ax, label=units, shrink=0.85)
-        _scale_bar(ax, abs(extent[1] - extent[0]))
+        add_scale_bar(ax, abs(extent[1] - extent[0]))
     if title:
         fig.suptitle(title)
     return fig
@@ -440,7 +449,7 @@ def plot_slice_comparison(
             ax.set_title(f"{label}: {element}, {axis} = {at:.0f} nm", fontsize=9)
             ax.set_xlabel(f"{cols_dim} (nm)")
             ax.set_ylabel(f"{rows_dim} (nm)")
-            _scale_bar(ax, abs(extent[1] - extent[0]))
+            add_scale_bar(ax, abs(extent[1] - extent[0]))
         fig.colorbar(shown, ax=axes[:, j], location="bottom", shrink=0.8, label=f"{element} ({unit})")
     if title:
         fig.suptitle(title)

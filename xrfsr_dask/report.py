@@ -43,7 +43,7 @@ from matplotlib.image import imsave
 from xrfsr_dask._demo_records import DemoRun, OpticRun
 from xrfsr_dask.consistency import EXCESS_TOLERANCE
 from xrfsr_dask.plot import (
-    _scale_bar,
+    add_scale_bar,
     plot_fsc,
     plot_loss_curves,
     plot_probe_fit,
@@ -91,7 +91,7 @@ def _image(ax: Any, data: xr.DataArray, title: str, *, label: str | None = None,
     ax.set_xlabel("x (nm)")
     ax.set_ylabel("y (nm)")
     ax.set_title(title, fontsize=10)
-    _scale_bar(ax, abs(extent[1] - extent[0]))
+    add_scale_bar(ax, abs(extent[1] - extent[0]))
 
 
 def scan_modes_figure(modes: dict[str, xr.DataArray], *, element: str = "Ni_K") -> Figure:
@@ -453,13 +453,13 @@ code { background: #f3f3f3; padding: 0 0.2em; }
 
 def write_report(run: DemoRun, folder: str | Path) -> Path:
     """Write ``index.html``, ``S1.png`` … ``S6.png`` and ``C1.png`` into ``folder``; return the HTML's path."""
-    from xrfsr_dask.model.weights import _bundled, load_model
+    from xrfsr_dask.model.weights import bundled_folder, load_model
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model_name = run.settings["model"]
     model = load_model(model_name)
-    log = _bundled().joinpath(f"{model_name}.log.csv")
+    log = bundled_folder().joinpath(f"{model_name}.log.csv")
     optics = run.optics
     figures = {
         "S1": _grid([[scan_modes_figure(run.scan_modes)]]),

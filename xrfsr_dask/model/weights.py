@@ -38,8 +38,8 @@ from xrfsr_dask.errors import ModelCardError, SourceNotFoundError, StoreExistsEr
 from xrfsr_dask.model.rdn import RDN, RDNConfig
 
 __all__ = [
-    "CARD_FORMAT", "DEFAULT_MODEL", "DEFAULT_MODELS", "ModelCardError", "bundled_models", "load_model",
-    "model_serves", "save_model",
+    "CARD_FORMAT", "DEFAULT_MODEL", "DEFAULT_MODELS", "ModelCardError", "bundled_folder", "bundled_models",
+    "load_model", "model_serves", "save_model",
 ]
 
 CARD_FORMAT = "xrfsr_dask.rdn/1"
@@ -57,14 +57,14 @@ def _stem(path: str | os.PathLike) -> str:
     return text[: -len(".safetensors")] if text.endswith(".safetensors") else text
 
 
-def _bundled() -> Any:
+def bundled_folder() -> Any:
     """The package-data folder holding the bundled models."""
     return importlib.resources.files(_PACKAGE) / "bundled"
 
 
 def bundled_models() -> list[str]:
     """Names of the models shipped with the package."""
-    folder = _bundled()
+    folder = bundled_folder()
     return sorted(p.name[: -len(".safetensors")] for p in folder.iterdir() if p.name.endswith(".safetensors"))
 
 
@@ -143,7 +143,7 @@ def _read(url: str) -> bytes:
 def _locate(name_or_path: str | os.PathLike) -> tuple[str, str]:
     text = os.fspath(name_or_path)
     if text in bundled_models():
-        folder = _bundled()
+        folder = bundled_folder()
         return str(folder / f"{text}.safetensors"), str(folder / f"{text}.json")
     base = _stem(text)
     if "://" not in base and not Path(f"{base}.safetensors").exists():
