@@ -303,6 +303,8 @@ def test_bad_input_named(tmp_path, maps):
         to_ome_zarr(maps, url, downsample="max")
     with pytest.raises(ValueError, match="overwrite=True or resume=True, not both"):
         to_ome_zarr(maps, url, overwrite=True, resume=True)
+    with pytest.raises(TypeError, match=r"to_ome_zarr\(\) got unexpected keyword argument\(s\) \['overwite'\]"):
+        to_ome_zarr(maps, url, overwite=True)
     with pytest.raises(SchemaError, match="named 'values'; expected 'counts'"):
         to_ome_zarr(maps.rename("values"), url)
     assert not pathlib.Path(url).exists()

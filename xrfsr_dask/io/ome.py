@@ -41,7 +41,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import dask
 import dask.array as dsa
@@ -71,8 +71,9 @@ from xrfsr_dask.io._zarr import (
     metadata_errors,
     now,
     resolve_chunks,
+    written_chunks,
 )
-from xrfsr_dask.io.writing import WriteSummary
+from xrfsr_dask.io.writing import WriteOptions, WriteSummary, write_options
 from xrfsr_dask.schema import ANGLE_UNITS, add_provenance, kind_of, validate
 
 __all__ = ["NGFF_VERSION", "level_for_view", "open_ome_zarr", "open_pyramid", "to_ome_zarr"]
@@ -308,10 +309,7 @@ def to_ome_zarr(
     shards: Mapping[str, int] | None = None,
     downsample: Literal["sum", "mean"] = "sum",
     name: str | None = None,
-    overwrite: bool = False,
-    resume: bool = False,
-    storage_options: Mapping[str, Any] | None = None,
-    progress: bool = True,
+    **write: Unpack[WriteOptions],
 ) -> WriteSummary:
     """Write XRF data as an OME-Zarr (NGFF 0.5) multiscale image, level by level and chunk by chunk.
 
@@ -343,15 +341,13 @@ def to_ome_zarr(
         those counts divided by the number of level-0 pixels in the bin.
     name
         Name of the image in the NGFF metadata; default: the element names.
-    overwrite
-        Replace an existing store. Without it an existing store is refused.
-    resume
-        Finish an interrupted export of the same data with the same options:
-        only chunks (shards) not present, or torn, are computed and written.
-    storage_options
-        Passed to fsspec (for S3: ``key``, ``secret``, ``endpoint_url``, ...).
-    progress
-        Show a progress bar (``distributed.progress`` under a Client).
+    write
+        The writer options (:class:`~xrfsr_dask.io.WriteOptions`):
+        ``overwrite`` an existing store (refused without it); ``resume`` an
+        interrupted export of the same data with the same options, computing
+        and writing only the chunks (shards) not present, or torn;
+        ``storage_options`` for fsspec (for S3: ``key``, ``secret``,
+        ``endpoint_url``, ...); ``progress`` (default True).
 
     Returns
     -------
@@ -394,10 +390,10 @@ def to_ome_zarr(
     >>> [level.shape for level in xs.open_pyramid("memory://doc/maps.ome.zarr")]
     [(2, 600, 500), (2, 300, 250), (2, 150, 125)]
     """
+    write = write_options("to_ome_zarr", write)
+    overwrite, resume, progress = write.get("overwrite", False), write.get("resume", False), write.get("progress", True)
     data = validate(data)
     kind = kind_of(data)
-    if overwrite and resume:
-        raise ValueError("pass overwrite=True or resume=True, not both.")
     if downsample not in ("sum", "mean"):
         raise ValueError(f"downsample = {downsample!r}; expected 'sum' (counts per bin) or 'mean' "
                          "(counts per level-0 pixel).")
@@ -405,7 +401,7 @@ def to_ome_zarr(
     shard_map = _resolve_shards(data, chunk_map, shards)
     n_levels = _level_count(_sizes(data), chunk_map, _binned_dims(kind), levels)
     plan = _plan(_sizes(data), kind, chunk_map, shard_map, n_levels)
-    url, storage_options = location(url, storage_options)
+    url, storage_options = location(url, write.get("storage_options"))
     fs, root = fs_of(url, storage_options)
     export = add_provenance(data, "xrfsr_dask.io.to_ome_zarr", {
         "url": url, "levels": n_levels, "chunks": chunk_map, "shards": shard_map, "downsample": downsample,
@@ -523,19 +519,6 @@ def _grid(step: Mapping[str, Any]) -> tuple[int, ...]:
     return tuple(-(-n // w) for n, w in zip(step["shape"], step["write"], strict=True))
 
 
-def _present(fs: Any, root: str, path: str) -> set[tuple[int, ...]]:
-    """Indices of the chunks (shards) of the level at ``path`` whose objects exist."""
-    prefix = f"{root.rstrip('/')}/{path}/c/"
-    fs.invalidate_cache(prefix.rstrip("/"))
-    keys = fs.find(prefix) if fs.exists(prefix.rstrip("/")) else []
-    found = set()
-    for key in keys:
-        parts = key[len(prefix):].split("/")
-        if all(p.isdigit() for p in parts):
-            found.add(tuple(int(p) for p in parts))
-    return found
-
-
 def _region(index: tuple[int, ...], write: list[int]) -> tuple[slice, ...]:
     return tuple(slice(i * w, (i + 1) * w) for i, w in zip(index, write, strict=True))
 
@@ -559,7 +542,7 @@ def _intact(url: str, fs: Any, root: str, plan: list[dict[str, Any]], storage_op
     check = dask.delayed(_torn, pure=False)
     present, tasks = {}, []
     for step in plan:
-        found = sorted(_present(fs, root, step["path"]))
+        found = sorted(written_chunks(fs, root, step["path"]))
         present[step["path"]] = found
         tasks += [check(url, storage_options, step["path"], step["write"], found[i:i + VERIFY_BATCH])
                   for i in range(0, len(found), VERIFY_BATCH)]
@@ -615,7 +598,7 @@ def _fill(data: xr.DataArray, kind: str, url: str, fs: Any, root: str, plan: lis
             if (step["path"], index) not in done:
                 tasks.append(write(blocks[index], region=_region(index, step["write"])))
     _progress.compute(tasks, progress=progress, description=f"exporting {url}")
-    present = sum(len(_present(fs, root, step["path"])) for step in plan)
+    present = sum(len(written_chunks(fs, root, step["path"])) for step in plan)
     if present != total:
         raise IncompleteStoreError(
             f"{url}: {present} of {total} chunks present after writing; the export stays marked incomplete. "
