@@ -201,16 +201,19 @@ def enhance(
     nan
         ``"mask"`` (default): NaN pixels stay NaN in their output footprint
         and do not smear into their neighbours; ``"raise"``: NaN is an error.
-    refine, refine_weight
+    refine
         After the network, this many iterations of
-        :func:`xrfsr_dask.consistency.refine` with weight ``refine_weight``:
-        the output moves toward the Poisson likelihood of ``counts`` under
-        the scan their metadata describe (``probe_fwhm_nm`` must be known),
-        staying near the network's output. 0 (default) skips it;
-        ``"auto"`` stops each map where its deviance meets what Poisson
-        noise alone gives (the discrepancy principle; never more than
-        :data:`~xrfsr_dask.consistency.AUTO_MAX_ITERATIONS`), which is
-        the setting docs/enhance.md measures and recommends.
+        :func:`xrfsr_dask.consistency.refine`: the output moves toward the
+        Poisson likelihood of ``counts`` under the scan their metadata
+        describe (``probe_fwhm_nm`` must be known), staying near the
+        network's output. 0 (default) skips it; ``"auto"`` stops each map
+        where its deviance meets what Poisson noise alone gives (the
+        discrepancy principle; never more than
+        :data:`~xrfsr_dask.consistency.AUTO_MAX_ITERATIONS`), the setting
+        docs/enhance.md measures and recommends.
+    refine_weight
+        ``λ`` of the refinement: how strongly it stays near the network's
+        output (1 weighs the output like one more scan of the same dose).
 
     Returns
     -------
