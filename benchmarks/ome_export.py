@@ -150,10 +150,11 @@ def _throughput(side: int, repeat: int, tmp: Path, device: str) -> None:
     print(json.dumps({"bench": "ome_export.vs_save", "size": size, "levels": levels, "ours_s": round(export_s, 2),
                       "peer": "xrfsr_dask.save (plain store, level 0 only)", "peer_s": round(save_s, 2),
                       "ratio": round(save_s / export_s, 3), "ours_gib_per_s": round(gib / export_s, 4),
-                      "device": device}), flush=True)
+                      "repeat": repeat, "load_1min": round(os.getloadavg()[0], 1), "device": device}), flush=True)
     print(json.dumps({"bench": "ome_export.vs_ome_zarr_py", "size": size, "levels": levels,
                       "ours_s": round(export_s, 2), "peer": "ome-zarr-py write_image (local_mean)",
-                      "peer_s": round(peer_s, 2), "ratio": round(peer_s / export_s, 3), "device": device}),
+                      "peer_s": round(peer_s, 2), "ratio": round(peer_s / export_s, 3), "repeat": repeat,
+                      "load_1min": round(os.getloadavg()[0], 1), "device": device}),
           flush=True)
     for path in (src, plain, ome, peer):
         shutil.rmtree(path)
@@ -176,7 +177,7 @@ def _first_picture(side: int, repeat: int, view: Path, device: str) -> None:
                       "ours_s": round(ours["seconds"], 3), "ours_runs_s": [round(r["seconds"], 3) for r, _ in runs],
                       "ours_parts_s": ours["parts"], "peer": f"level 0 only, strided by {max(1, side // SCREEN_PX)}",
                       "peer_s": round(peer["seconds"], 3), "ratio": round(peer["seconds"] / ours["seconds"], 1),
-                      "export_s": export_s, "device": device}), flush=True)
+                      "export_s": export_s, "load_1min": round(os.getloadavg()[0], 1), "device": device}), flush=True)
 
 
 if __name__ == "__main__":
