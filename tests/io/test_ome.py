@@ -289,6 +289,14 @@ def test_existing_data_never_overwritten_silently(tmp_path, maps):
         to_ome_zarr(maps, plain, resume=True, progress=False)
 
 
+def test_open_xrf_points_an_export_to_the_pyramid_readers(tmp_path, maps):
+    url = str(tmp_path / "v.ome.zarr")
+    to_ome_zarr(maps, url, progress=False)
+    with pytest.raises(SchemaError, match=r"is an OME-Zarr export .*open_pyramid"):
+        open_xrf(url)
+    np.testing.assert_array_equal(open_ome_zarr(url).values, maps.values)
+
+
 def test_bad_input_named(tmp_path, maps):
     url = str(tmp_path / "b.ome.zarr")
     with pytest.raises(ValueError, match=r"levels = 0; give a whole number >= 1"):

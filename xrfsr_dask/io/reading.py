@@ -145,6 +145,12 @@ def open_xrf(
             f"no zarr store at {url} (no zarr.json there); check the path or URL "
             "and, for s3://, the storage options (endpoint, credentials)."
         )
+    if status.format == "ome-zarr":
+        raise SchemaError(
+            f"{url} is an OME-Zarr export (a multiscale pyramid for viewers), not a store of the data model: "
+            "open it with xrfsr_dask.io.open_pyramid (or open_ome_zarr for level 0, the data as exported), "
+            "or view it in napari."
+        )
     if status.written_by_xrfsr and not status.complete and not allow_incomplete:
         raise IncompleteStoreError(
             f"{url} is an unfinished write ({status.describe()}): finish it by re-running "

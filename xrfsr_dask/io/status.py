@@ -25,6 +25,9 @@ class StoreStatus:
     complete: bool | None
     chunks_written: int
     chunks_total: int
+    format: str | None = None
+    """What xrfsr_dask wrote there, when its marker says: ``"ome-zarr"`` for an export of
+    :func:`~xrfsr_dask.io.to_ome_zarr`; None for a store of the data model (and for other writers)."""
 
     def describe(self) -> str:
         """One line for messages and ``xrfsr info``."""
@@ -60,4 +63,4 @@ def store_status(url: str, *, storage_options: Mapping[str, Any] | None = None) 
         written = len(written_chunks(fs, root))
     if not isinstance(marker, Mapping):
         return StoreStatus(url, True, False, None, written, total)
-    return StoreStatus(url, True, True, bool(marker.get("complete")), written, total)
+    return StoreStatus(url, True, True, bool(marker.get("complete")), written, total, marker.get("format"))
