@@ -63,4 +63,6 @@ def store_status(url: str, *, storage_options: Mapping[str, Any] | None = None) 
         written = len(written_chunks(fs, root))
     if not isinstance(marker, Mapping):
         return StoreStatus(url, True, False, None, written, total)
-    return StoreStatus(url, True, True, bool(marker.get("complete")), written, total, marker.get("format"))
+    kind = marker.get("format")
+    return StoreStatus(url, True, True, bool(marker.get("complete")), written, total,
+                       kind if isinstance(kind, str) else None)
