@@ -20,16 +20,24 @@ circle of radius 250 pixels, slice 0. TomoPy's image is compared at the
 half-pixel offset that fits it best and without rescaling (its gridrec
 scale is its own).
 
+``--only gridrec``: TomoPy's gridrec in this process (where it imports;
+``../shared/peers/build-tomopy.sh .venv`` builds it) with 2 threads, beside
+the ``nufft`` backend on 2 dask workers, alternating over ``--repeat``
+runs (medians, with the load), and gridrec through
+``reconstruct(backend="tomopy")`` (calibrated onto this grid).
+
 Iterative: 2 slices of the same data, SIRT 20 iterations (ASTRA, torch)
 and MLEM 20 (torch), ``ratio`` against ASTRA's SIRT.
 
     python benchmarks/tomo.py [--slices 128] [--tomopy-python /path/to/python] [--device cpu|gpu]
+    python benchmarks/tomo.py --only gridrec [--repeat 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -97,17 +105,60 @@ def _tomopy(python: str, sino: np.ndarray, slices: int) -> tuple[float, np.ndarr
         return float(out.stdout.strip().splitlines()[-1]), np.load(dst)
 
 
+def _gridrec_line(sino: np.ndarray, series: xr.DataArray, slices: int, repeat: int, size: str, common: dict) -> dict:
+    """TomoPy's gridrec in this process (2 threads) beside reconstruct(backend="nufft") on 2 dask workers,
+    alternating; and gridrec through reconstruct(backend="tomopy"), calibrated onto this grid."""
+    import tomopy
+
+    tomo = np.ascontiguousarray(_series(sino, slices).values[0], dtype=np.float32)  # (angle, slice, detector)
+    theta = -np.deg2rad(THETA)
+
+    def gridrec() -> np.ndarray:
+        return tomopy.recon(tomo, theta, center=CENTER - 0.5, algorithm="gridrec", filter_name="ramlak", ncore=2)
+
+    def ours(backend: str = "nufft") -> np.ndarray:
+        with dask.config.set(scheduler="threads", num_workers=2):
+            return reconstruct(series, backend=backend, center=CENTER, filter_name="ramp", slices_per_chunk=16).values
+
+    gridrec(), ours()  # warm-up
+    peer_times, ours_times = [], []
+    for _ in range(repeat):
+        peer_times.append(best(gridrec, 1))
+        ours_times.append(best(ours, 1))
+    peer_s, ours_s = float(np.median(peer_times)), float(np.median(ours_times))
+    offsets = [(dy, dx) for dy in (-0.5, 0.0, 0.5) for dx in (-0.5, 0.0, 0.5)]
+    peer_rmse = min(_rmse(gridrec()[0], o) for o in offsets)
+    calibrated_s = best(lambda: ours("tomopy"), 1)
+    return {
+        "bench": "tomo.fbp.tomopy", "size": size, "backend": "nufft", "ours_s": round(ours_s, 3),
+        "slices_per_s": round(slices / ours_s, 2), "rmse": round(_rmse(ours()[0, 0], 0.0), 5),
+        "peer": "tomopy.gridrec (ramlak, ncore=2, in process)", "peer_s": round(peer_s, 3),
+        "peer_slices_per_s": round(slices / peer_s, 2), "peer_rmse": round(peer_rmse, 5),
+        "peer_rmse_note": "gridrec's raw output at its best half-pixel offset, not rescaled",
+        "ratio": round(peer_s / ours_s, 3), "ratio_per_repeat": [round(p / o, 3) for p, o in
+                                                                 zip(peer_times, ours_times, strict=True)],
+        "repeats": repeat, "load_1min": round(os.getloadavg()[0], 2),
+        "backend_tomopy_s": round(calibrated_s, 3),
+        "backend_tomopy_rmse": round(_rmse(ours("tomopy")[0, 0], 0.0), 5), **common,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=128)
     parser.add_argument("--tomopy-python")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", choices=["gridrec"], help="gridrec: only the FBP line against in-process TomoPy")
     args = parser.parse_args()
     device = "cuda" if args.device == "gpu" else "cpu"
     sino = shepp_logan_sinogram(THETA, N, n=N, center=CENTER)
     series = _series(sino, args.slices).chunk({"y": 16})
     size = f"{args.slices} slices of {N}x{N}, {THETA.size} angles over 180 deg"
     common = {"machine": platform.processor() or platform.machine(), "device": args.device}
+    if args.only == "gridrec":
+        print(json.dumps(_gridrec_line(sino, series, args.slices, args.repeat, size, common)), flush=True)
+        return
 
     from skimage.transform import iradon
 

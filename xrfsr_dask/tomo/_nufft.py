@@ -36,8 +36,10 @@ from xrfsr_dask.tomo._geometry import angle_weights
 
 __all__ = ["EPS", "UPSAMPFAC", "available", "fbp"]
 
-EPS = 1e-4
-"""Requested relative accuracy of the non-uniform FFT (single precision)."""
+EPS = 1e-3
+"""Requested relative accuracy of the non-uniform FFT (single precision). 1e-3 is 1.27 times faster
+than 1e-4 for the same RMSE on the analytic Shepp–Logan phantom (0.01514 at 512², 360 angles), whose
+error is the filtered back-projection's own, not the NUFFT's (``benchmarks/tomo.py``)."""
 
 UPSAMPFAC = 1.25
 """Oversampling of the NUFFT's fine grid: less memory and FFT work than 2."""
@@ -68,18 +70,17 @@ def fbp(sino: Any, theta_deg: np.ndarray, *, center: float, n: int, filter_name:
         sino = xp.concatenate([sino, xp.zeros_like(sino[:1])])
     pairs = sino[0::2] + 1j * sino[1::2]
 
-    # Filter on a zero-padded detector (a linear, not circular, convolution).
-    padded = scipy.fft.next_fast_len(2 * n_det)
-    response = xp.asarray(filter_response(filter_name, padded), dtype=xp.float32)
-    filtered = xp.fft.ifft(xp.fft.fft(pairs, n=padded, axis=-1) * response, axis=-1)
-
-    # Keep a window of the filtered projections around the axis wide enough
-    # for every pixel of the n x n grid (|t| <= n / sqrt 2); negative
-    # positions wrap to the left tail of the padded convolution.
-    width = min(padded, scipy.fft.next_fast_len(math.ceil(math.sqrt(2) * n) + 4))
+    # One FFT per projection, over a window of the detector around the axis wide enough for every pixel
+    # of the n x n grid (|t| <= n / sqrt 2) and for all the data; the filter multiplies that spectrum.
+    # (Filtering on a detector padded to twice its width first, then cutting the window out of the
+    # filtered projections, took two more FFTs for a difference below 1e-4 in the RMSE.)
+    reach = max(center, n_det - 1 - center)
+    width = scipy.fft.next_fast_len(max(math.ceil(math.sqrt(2) * n) + 4, 2 * math.ceil(reach) + 3))
     start = round(center) - width // 2
-    window = filtered[..., xp.asarray(np.arange(start, start + width) % padded)]
-    spectrum = xp.fft.fft(window, axis=-1)
+    low, high = max(0, start), min(n_det, start + width)
+    window = xp.zeros((pairs.shape[0], pairs.shape[1], width), dtype=xp.complex64)
+    window[..., low - start : high - start] = pairs[..., low:high]
+    spectrum = function("fft", window)(window, axis=-1)
 
     # Sample m of the window sits at t = start + m - center; mode k of the
     # NUFFT grid at x = k + shift, since FINUFFT's modes run from -(n // 2).
@@ -88,7 +89,7 @@ def fbp(sino: Any, theta_deg: np.ndarray, *, center: float, n: int, filter_name:
     cos, sin = np.cos(theta)[:, None], np.sin(theta)[:, None]
     shift = n // 2 - (n - 1) / 2
     phase = 2 * np.pi * freq * ((center - start) + shift * (cos + sin))
-    scale = angle_weights(theta_deg)[:, None] / width * np.exp(1j * phase)
+    scale = angle_weights(theta_deg)[:, None] / width * np.exp(1j * phase) * filter_response(filter_name, width)
     if width % 2 == 0:
         scale[:, width // 2] = 0.0  # the Nyquist sample has no Hermitian partner
     coeffs = spectrum * xp.asarray(scale, dtype=xp.complex64)
