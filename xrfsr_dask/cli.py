@@ -726,8 +726,13 @@ def reconstruct(
     src: Annotated[str, typer.Argument(help="Projection series store (path or URL).")],
     dst: Annotated[str, typer.Argument(help="Destination store for the volume.")],
     algorithm: Annotated[str, typer.Option(help="fbp, sirt, mlem or cgls.")] = "fbp",
-    backend: Annotated[str, typer.Option(help="auto, nufft, astra or torch.")] = "auto",
-    center: Annotated[str, typer.Option(help="Rotation axis in detector pixels, 'middle', or 'find'.")] = "middle",
+    backend: Annotated[str, typer.Option(help="auto, nufft, astra, torch or tomopy (where installed).")] = "auto",
+    center: Annotated[str, typer.Option(help="Rotation axis in detector pixels, 'middle', or 'find' (the centre "
+                                             "found is printed).")] = "middle",
+    align: Annotated[bool, typer.Option(help="Correct the drift of the projections first (xrfsr_dask.tomo.align); "
+                                             "the shifts are stored in the volume's provenance.")] = False,
+    angle_convention: Annotated[str, typer.Option(
+        help="xrfsr, or tomopy for angles in the sense of TomoPy, scikit-image and ASTRA.")] = "xrfsr",
     iterations: Annotated[int | None, typer.Option(help="Iterations of sirt, mlem or cgls.")] = None,
     filter_name: Annotated[str, typer.Option(
         "--filter", help="FBP filter: ramp, shepp-logan, cosine, hamming, hann.")] = "shepp-logan",
@@ -740,12 +745,29 @@ def reconstruct(
     storage_option: StorageOptions = None,
 ) -> None:
     """Reconstruct every element's volume from a projection series store into a new store."""
-    from xrfsr_dask.tomo import reconstruct_to_zarr
+    from xrfsr_dask.io import open_xrf
+    from xrfsr_dask.tomo import align as align_series
+    from xrfsr_dask.tomo import find_center, reconstruct_to_zarr
 
     where = _center(center)
-    _write_on_cluster(cluster, reconstruct_to_zarr, src, dst, algorithm=algorithm, backend=backend, center=where,
+    options = _write_options(overwrite, resume, progress, storage_option)
+    source: Any = src
+    if where == "find" or align:
+        series = _run(open_xrf, src, storage_options=options["storage_options"])
+        if where == "find":
+            where = _run(find_center, series)
+            typer.echo(f"rotation centre found: {where.pixel:.2f} px ({where.offset_pixel:+.2f} px from the "
+                       f"detector's middle), x = {where.nm:.1f} nm, method {where.method}")
+        if align:
+            aligned = _run(align_series, series, center=where)
+            largest = float(abs(aligned.shift_px).max())
+            typer.echo(f"aligned: {aligned.iterations} iterations, converged {aligned.converged}, largest shift "
+                       f"{largest:.2f} px; the shifts are stored in the volume's provenance (xrfsr_dask.tomo.align)")
+            series = aligned.series
+        source = series
+    _write_on_cluster(cluster, reconstruct_to_zarr, source, dst, algorithm=algorithm, backend=backend, center=where,
                       iterations=iterations, filter_name=filter_name, slices_per_chunk=slices_per_chunk,
-                      device=device, **_write_options(overwrite, resume, progress, storage_option))
+                      device=device, angle_convention=angle_convention, **options)
 
 
 @app.command()

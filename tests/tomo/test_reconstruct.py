@@ -248,6 +248,8 @@ def test_cli_reconstruct_writes_a_volume_store(tmp_path):
     assert "complete" in result.output and store_status(dst).complete
     back = open_xrf(dst)
     record = back.attrs["provenance"][-1]
+    found = float(result.output.split("rotation centre found: ")[1].split(" px")[0])
+    assert found == pytest.approx(record["parameters"]["center_pixel"], abs=0.005)
     assert record["parameters"]["algorithm"] == "mlem" and record["parameters"]["center_pixel"] == pytest.approx(
         19.5 - 2, abs=0.5
     )
@@ -257,6 +259,31 @@ def test_cli_reconstruct_writes_a_volume_store(tmp_path):
     assert again.exit_code == 2 and "already exists" in again.output
     bad = CliRunner().invoke(app, ["reconstruct", src, str(tmp_path / "v2.zarr"), "--center", "left"])
     assert bad.exit_code == 2 and "expected pixels" in bad.output
+
+
+def test_cli_reconstruct_aligns_and_stores_the_shifts(tmp_path):
+    from typer.testing import CliRunner
+
+    from xrfsr_dask import open_xrf, save
+    from xrfsr_dask.cli import app
+    from xrfsr_dask.tomo import align
+
+    volume = nmc_volume(shape=(8, 40, 40), voxel_nm=25.0, seed=6)
+    series = project(volume, angles=np.arange(0.0, 180.0, 4.0))
+    drift = np.zeros(series.sizes["angle"])
+    drift[::3] = 2.0  # every third projection 2 pixels (50 nm) to the right
+    values = np.stack([np.roll(series.values[:, i], int(d), axis=-1) for i, d in enumerate(drift)], axis=1)
+    drifted = series.copy(data=values)
+    src, dst = str(tmp_path / "series.zarr"), str(tmp_path / "volume.zarr")
+    save(drifted, src, progress=False)
+    result = CliRunner().invoke(app, ["reconstruct", src, dst, "--align", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "aligned:" in result.output and "stored in the volume's provenance" in result.output
+    steps = [r for r in open_xrf(dst).attrs["provenance"] if r["operation"] == "xrfsr_dask.tomo.align"]
+    stored = np.asarray(steps[-1]["parameters"]["shift_px"])
+    np.testing.assert_allclose(stored, align(open_xrf(src)).shift_px.values, atol=1e-3)
+    # The drift of +2 px on every third projection is found (relative to the others).
+    assert np.median(stored[::3, 1]) - np.median(np.delete(stored[:, 1], np.s_[::3])) == pytest.approx(2.0, abs=0.3)
 
 
 def _skip_unless_available(backend, algorithm):

@@ -271,6 +271,7 @@ def reconstruct_to_zarr(
     filter_name: FilterName = "shepp-logan",
     slices_per_chunk: int | None = None,
     device: str = "auto",
+    angle_convention: Literal["xrfsr", "tomopy"] = "xrfsr",
     **write: Unpack[WriteOptions],
 ) -> WriteSummary:
     """Reconstruct a series store (or lazy DataArray) into a volume zarr v3 store, block by block.
@@ -288,7 +289,7 @@ def reconstruct_to_zarr(
     center
         As for :func:`reconstruct`, or ``"find"`` to run
         :func:`~xrfsr_dask.tomo.find_center` first.
-    algorithm, backend, iterations, filter_name, slices_per_chunk, device
+    algorithm, backend, iterations, filter_name, slices_per_chunk, device, angle_convention
         As for :func:`reconstruct`.
     write
         The writer options (:class:`~xrfsr_dask.io.WriteOptions`):
@@ -310,6 +311,7 @@ def reconstruct_to_zarr(
     volume = reconstruct(
         series, algorithm=algorithm, backend=backend, center=center, iterations=iterations,
         filter_name=filter_name, slices_per_chunk=slices_per_chunk, device=device,
+        angle_convention=angle_convention,
     )
     chunks = {str(d): c[0] for d, c in zip(volume.dims, volume.data.chunks, strict=True)}
     return save(volume, destination, chunks=chunks, **write)
