@@ -26,11 +26,15 @@ the ``nufft`` backend on 2 dask workers, alternating over ``--repeat``
 runs (medians, with the load), and gridrec through
 ``reconstruct(backend="tomopy")`` (calibrated onto this grid).
 
+``--only torch``: the torch backend's FBP on the CPU beside ``iradon`` on
+the same slices, alternating, medians with the load.
+
 Iterative: 2 slices of the same data, SIRT 20 iterations (ASTRA, torch)
 and MLEM 20 (torch), ``ratio`` against ASTRA's SIRT.
 
     python benchmarks/tomo.py [--slices 128] [--tomopy-python /path/to/python] [--device cpu|gpu]
     python benchmarks/tomo.py --only gridrec [--repeat 5]
+    python benchmarks/tomo.py --only torch --slices 16 [--repeat 5]
 """
 
 from __future__ import annotations
@@ -143,13 +147,47 @@ def _gridrec_line(sino: np.ndarray, series: xr.DataArray, slices: int, repeat: i
     }
 
 
+def _torch_line(sino: np.ndarray, series: xr.DataArray, slices: int, repeat: int, size: str, common: dict) -> dict:
+    """reconstruct(backend="torch") on the CPU (2 dask workers) beside scikit-image's iradon, one slice after
+    another, alternating over ``repeat`` runs (medians)."""
+    from skimage.transform import iradon
+
+    peer_slices = _series(sino, slices).values[0].transpose(1, 2, 0)
+
+    def peer() -> list[np.ndarray]:
+        return [iradon(s, theta=-THETA, filter_name="ramp", circle=True) for s in peer_slices]
+
+    def ours() -> np.ndarray:
+        with dask.config.set(scheduler="threads", num_workers=2):
+            return reconstruct(series, backend="torch", center=CENTER, filter_name="ramp", slices_per_chunk=16,
+                               device="cpu").values
+
+    ours()  # warm-up
+    peer_times, ours_times = [], []
+    for _ in range(repeat):
+        peer_times.append(best(peer, 1))
+        ours_times.append(best(ours, 1))
+    peer_s, ours_s = float(np.median(peer_times)), float(np.median(ours_times))
+    return {
+        "bench": "tomo.fbp.torch", "size": size, "backend": "torch", "ours_s": round(ours_s, 3),
+        "slices_per_s": round(slices / ours_s, 2), "rmse": round(_rmse(ours()[0, 0], 0.0), 5),
+        "peer": "skimage.iradon (ramp), one slice after another", "peer_s": round(peer_s, 3),
+        "peer_slices_per_s": round(slices / peer_s, 2), "peer_rmse": round(_rmse(peer()[0], -0.5), 5),
+        "ratio": round(peer_s / ours_s, 3),
+        "ratio_per_repeat": [round(p / o, 3) for p, o in zip(peer_times, ours_times, strict=True)],
+        "repeats": repeat, "load_1min": round(os.getloadavg()[0], 2), **common,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=128)
     parser.add_argument("--tomopy-python")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--only", choices=["gridrec"], help="gridrec: only the FBP line against in-process TomoPy")
+    parser.add_argument("--only", choices=["gridrec", "torch"],
+                        help="gridrec: only the FBP line against in-process TomoPy; torch: only the torch FBP "
+                             "against iradon, alternating")
     args = parser.parse_args()
     device = "cuda" if args.device == "gpu" else "cpu"
     sino = shepp_logan_sinogram(THETA, N, n=N, center=CENTER)
@@ -158,6 +196,9 @@ def main() -> None:
     common = {"machine": platform.processor() or platform.machine(), "device": args.device}
     if args.only == "gridrec":
         print(json.dumps(_gridrec_line(sino, series, args.slices, args.repeat, size, common)), flush=True)
+        return
+    if args.only == "torch":
+        print(json.dumps(_torch_line(sino, series, args.slices, args.repeat, size, common)), flush=True)
         return
 
     from skimage.transform import iradon
