@@ -17,7 +17,9 @@ is never formed while iterating; it is built once at the end, in the
 
 That batched solver (:func:`solve_batched`) serves CuPy and the line fits.
 Probe images on the CPU go to :mod:`xrfsr_dask._probe_kernel`, the same
-algorithm compiled and run one image at a time, about 20 times faster there.
+algorithm compiled and run one image at a time: 0.27-0.55 s for 10,000
+images of 32² where the batched solver took 2.9-3.8 s
+(``benchmarks/probe_fit.py``).
 """
 
 from __future__ import annotations
