@@ -356,7 +356,7 @@ def test_two_worker_cluster_writes_the_same_store(tmp_path, maps):
     source = str(tmp_path / "m.zarr")
     save(maps, source, progress=False)
     cluster_url = str(tmp_path / "cluster.ome.zarr")
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster):
         summary = to_ome_zarr(open_xrf(source), cluster_url, chunks={"y": 8, "x": 8}, progress=False)
     assert summary.chunks_written == summary.chunks_total
