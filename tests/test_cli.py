@@ -206,6 +206,11 @@ def test_export_to_ome_zarr_local_and_s3(tmp_path, s3_bucket):
     np.testing.assert_array_equal(levels[2].values.sum(axis=(1, 2)), counts.sum(axis=(1, 2)))
     again = runner.invoke(app, ["export", src, dst])
     assert again.exit_code == 2 and "already exists; pass overwrite=True (--overwrite)" in again.output
+    info = runner.invoke(app, ["info", dst])
+    assert info.exit_code == 0, info.output
+    assert "OME-Zarr (NGFF 0.5), sum of the level-0 pixels per bin" in info.output
+    assert "complete (28 of 28 chunks written)" in info.output and "elements  Ni_K, Co_K" in info.output
+    assert "level 2   shape (2, 5, 6), 200 x 200 nm, chunks (1, 5, 6)" in info.output
     wrong = runner.invoke(app, ["export", src, str(tmp_path / "x"), "--format", "tiff"])
     assert wrong.exit_code == 2 and "unknown format 'tiff'" in wrong.output
 

@@ -172,14 +172,33 @@ def info(
     storage_option: StorageOptions = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
-    """Describe a store: layout, chunks, elements, physical sizes, completeness."""
-    from xrfsr_dask.io import describe
+    """Describe a store (layout, chunks, elements, physical sizes, completeness) or an OME-Zarr export's levels."""
+    from xrfsr_dask.io import describe, describe_pyramid, store_status
+    from xrfsr_dask.io.ome import FORMAT
 
-    result = _run(describe, url, storage_options=_pairs(storage_option, "--storage-option"))
+    options = _pairs(storage_option, "--storage-option")
+    pyramid = _run(store_status, url, storage_options=options).format == FORMAT
+    result = _run(describe_pyramid if pyramid else describe, url, storage_options=options)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
+    elif pyramid:
+        _print_pyramid(result)
     else:
         _print_info(result)
+
+
+def _print_pyramid(info: dict[str, Any]) -> None:
+    typer.echo(f"{info['url']}")
+    typer.echo(f"  format    {info['format']}, {info['downsample']} of the level-0 pixels per bin")
+    typer.echo(f"  status    {info['status']}")
+    typer.echo(f"  layout    {info['kind']} {tuple(info['dims'])}")
+    typer.echo(f"  elements  {', '.join(info['elements'])}")
+    for level in info["levels"]:
+        spacing = " x ".join(f"{v:g}" for v in level["spacing_nm"].values())
+        shards = f", shards {tuple(level['shards'])}" if level["shards"] else ""
+        typer.echo(f"  level {level['level']:<3} shape {tuple(level['shape'])}, {spacing} nm, "
+                   f"chunks {tuple(level['chunks'])}{shards}")
+    typer.echo(f"  history   {' -> '.join(info['provenance'])}")
 
 
 @app.command()

@@ -26,7 +26,7 @@ from xrfsr_dask import (
     xrf_maps,
     xrf_volume,
 )
-from xrfsr_dask.io import level_for_view, open_ome_zarr, open_pyramid, to_ome_zarr
+from xrfsr_dask.io import describe_pyramid, level_for_view, open_ome_zarr, open_pyramid, to_ome_zarr
 
 
 def _validated(url, storage_options=None):
@@ -232,6 +232,11 @@ def test_interrupted_export_is_incomplete_and_resumes(tmp_path, maps):
         to_ome_zarr(_failing_after(maps, 20), url, chunks=chunks, progress=False)
     with pytest.raises(IncompleteStoreError, match=r"unfinished OME-Zarr export.*--resume"):
         open_pyramid(url)
+    described = describe_pyramid(url)  # 8 x 8 chunks: 3*5*7 + 3*3*4 + 3*2*2 + 3*1*1 = 156
+    written = sum(level["chunks_written"] for level in described["levels"])
+    assert described["status"] == f"INCOMPLETE ({written} of 156 chunks written)" and 0 < written < 156
+    assert [level["shape"] for level in described["levels"]] == [[3, 37, 52], [3, 19, 26], [3, 10, 13], [3, 5, 7]]
+    assert described["levels"][3]["spacing_nm"] == {"y": 400.0, "x": 320.0}
     with pytest.raises(IncompleteStoreError, match=r"resume=True"):
         to_ome_zarr(maps, url, chunks=chunks, progress=False)
     chunks_present = [p for p in pathlib.Path(url).glob("*/c/**/*") if p.is_file()]

@@ -76,7 +76,7 @@ from xrfsr_dask.io._zarr import (
 from xrfsr_dask.io.writing import WriteOptions, WriteSummary, write_options
 from xrfsr_dask.schema import ANGLE_UNITS, add_provenance, kind_of, validate
 
-__all__ = ["NGFF_VERSION", "level_for_view", "open_ome_zarr", "open_pyramid", "to_ome_zarr"]
+__all__ = ["NGFF_VERSION", "describe_pyramid", "level_for_view", "open_ome_zarr", "open_pyramid", "to_ome_zarr"]
 
 NGFF_VERSION = "0.5"
 FORMAT = "ome-zarr"
@@ -721,6 +721,66 @@ def _plan_from(layout: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
     chunks = dict(zip(dims, layout["chunks"], strict=True))
     shards = dict(zip(dims, layout["write"], strict=True)) if layout["sharded"] else None
     return _plan(dict(zip(dims, layout["shape"], strict=True)), kind, chunks, shards, layout["levels"])
+
+
+def describe_pyramid(url: str, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What an OME-Zarr export holds, from its metadata and chunk keys: levels, elements, completeness.
+
+    Unlike :func:`open_pyramid` it also describes an unfinished export.
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``url``, ``format``, ``status``, ``kind``, ``dims``,
+        ``downsample``, ``elements``, ``levels`` (per level: ``level``,
+        ``shape``, ``spacing_nm`` per binned dim, ``chunks``, ``shards``
+        or None, ``chunks_written`` and ``chunks_total``, counted in shards
+        when sharded) and the operations in ``provenance``.
+
+    Raises
+    ------
+    SourceNotFoundError
+        No zarr store at ``url``.
+    SchemaError
+        The store is not an OME-Zarr export of xrfsr_dask.
+    """
+    url, storage_options = location(url, storage_options)
+    fs, root = fs_of(url, storage_options)
+    attrs = _root_attrs(url, fs, root, storage_options)
+    if attrs is None:
+        raise SourceNotFoundError(f"no zarr store at {url} (no zarr.json there); check the path or URL.")
+    marker = attrs.get(MARKER)
+    if not isinstance(marker, Mapping) or marker.get("format") != FORMAT:
+        raise SchemaError(f"{url} is not an OME-Zarr export of xrfsr_dask; describe a store with describe().")
+    with metadata_errors(url):
+        layout, labels, kind = marker["layout"], marker["labels"], marker["kind"]
+        datasets = attrs["ome"]["multiscales"][0]["datasets"]
+        levels = []
+        for k, (step, dataset) in enumerate(zip(_plan_from(layout, kind), datasets, strict=True)):
+            scale = dataset["coordinateTransformations"][0]["scale"]
+            levels.append({
+                "level": k,
+                "shape": step["shape"],
+                "spacing_nm": {d: float(v) for d, v in zip(layout["dims"], scale, strict=True)
+                               if d in _binned_dims(kind)},
+                "chunks": step["chunks"],
+                "shards": step["write"] if layout["sharded"] else None,
+                "chunks_written": len(written_chunks(fs, root, step["path"])),
+                "chunks_total": int(np.prod(_grid(step))),
+            })
+        written, total = sum(lv["chunks_written"] for lv in levels), sum(lv["chunks_total"] for lv in levels)
+        state = "complete" if marker.get("complete") else "INCOMPLETE"
+        return {
+            "url": url,
+            "format": f"OME-Zarr (NGFF {attrs['ome']['version']})",
+            "status": f"{state} ({written} of {total} chunks written)",
+            "kind": kind,
+            "dims": layout["dims"],
+            "downsample": layout["downsample"],
+            "elements": labels["element"],
+            "levels": levels,
+            "provenance": [p["operation"] for p in labels["attrs"]["provenance"]],
+        }
 
 
 def open_ome_zarr(
