@@ -25,7 +25,7 @@ images of 32² where the batched solver took 2.9-3.8 s
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -318,10 +318,13 @@ def fit_arrays(
         raise ValueError(f"the {what} {REASONS[STATUS[int(status[0])]]}.")
     axes = [xp.asarray(a, dtype=xp.float64) for a in axes]
     if compiled:
-        packed = _probe_kernel.fit_probes(data, *axes, status, max_iter, xtol, ftol, errors == "robust")
+        packed = _probe_kernel.fit_probes(  # type: ignore[call-arg]  # a numba dispatcher
+            data, *axes, status, max_iter, xtol, ftol, errors == "robust"
+        )
         return packed.reshape((*batch_shape, packed.shape[-1]))
     good = status == 0
     clean = xp.nan_to_num(data)
+    model: Callable[[Any, Any, bool], tuple[Any, Any]]
     with np.errstate(invalid="ignore", divide="ignore"):  # bad items get a stand-in start below
         if kind == "probe":
             y, x = axes
@@ -359,6 +362,8 @@ def solve_batched(
     the packed rows of :func:`fit_arrays` (status 0 or ``max_iterations``).
     """
     n, m, k = flat.shape[0], flat.shape[1], p0.shape[1]
+    model: Callable[[Any, Any, bool], tuple[Any, Any]]
+    system: _lm.System
     if kind == "probe":
         y, x = axes
         coords = (xp.repeat(y, x.size)[None, :], xp.tile(x, y.size)[None, :])

@@ -54,8 +54,8 @@ def _shell(r2: float, edges: np.ndarray, width: float) -> int:
     edge, -1 below the first."""
     count = edges.size - 1
     r = math.sqrt(r2)
-    shell = int(math.floor(r / width + 0.5)) if width > 0 else np.searchsorted(edges, r, side="right") - 1
-    return min(shell, count)
+    shell = math.floor(r / width + 0.5) if width > 0 else np.searchsorted(edges, r, side="right") - 1
+    return int(min(shell, count))
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -140,8 +140,8 @@ def sums(
 
     ``width``: the shell width of linear shells (1/nm), ``None`` for others.
     """
-    edges = tuple(float(e) for e in edges)
-    squares, edges_sq, weights = geometry(tuple(shape), tuple(spacing_nm), edges)
+    edge_values = tuple(float(e) for e in edges)
+    squares, edges_sq, weights = geometry(tuple(shape), tuple(spacing_nm), edge_values)
     first = spectra[0]
     axes_sq = [sq[o : o + n] for sq, o, n in zip(squares, offsets, first.shape, strict=True)]
     middle = np.zeros(())
@@ -151,5 +151,5 @@ def sums(
     n1 = math.prod(first.shape[1:-1])
     views = [np.ascontiguousarray(s).reshape(n0, n1, n2) for s in spectra]
     half = weights[offsets[-1] : offsets[-1] + n2]
-    return _sums(views[0], views[-1], axes_sq[0], np.ravel(middle), axes_sq[-1], half, np.asarray(edges), edges_sq,
-                 width or 0.0, cross, min(n0, 4 * numba.get_num_threads()))
+    return _sums(views[0], views[-1], axes_sq[0], np.ravel(middle), axes_sq[-1], half, np.asarray(edge_values),
+                 edges_sq, width or 0.0, cross, min(n0, 4 * numba.get_num_threads()))

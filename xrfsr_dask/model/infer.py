@@ -219,7 +219,7 @@ def _run_tiles(
     jobs = [(k, wy, wx) for k in range(n) for wy in _windows(ny, tile, halo) for wx in _windows(nx, tile, halo)]
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     memory = torch.channels_last  # oneDNN and cuDNN convolutions run fastest on NHWC
-    model = model.to(device=device, memory_format=memory).eval()
+    model = model.to(device=device, memory_format=memory).eval()  # type: ignore[call-overload]  # not in the stubs
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for first in range(0, len(jobs), batch_size):
             group = jobs[first:first + batch_size]
