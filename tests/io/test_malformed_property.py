@@ -631,6 +631,8 @@ def _metadata_breakages(draw: st.DrawFn) -> tuple[str, Callable[[Path], None]]:
         value = draw(ARRAY_EDITS[key])
         if key == "shape" and value == ([*STORE_SHAPE] if doc == "counts/zarr.json" else [SHAPE[1]]):
             value = [*value, 1]  # the true shape is not a breakage
+        if key == "fill_value" and doc == "element/zarr.json" and isinstance(value, str):
+            value = [1, 2]  # any string is a valid fill value of the element names (a string array)
     if value == "drop":
         return f"{doc} without {key}", _edit_json(doc, lambda meta: meta.pop(key, None))
     return f"{doc}: {key} = {value!r}", _edit_json(doc, lambda meta: meta.__setitem__(key, value))
