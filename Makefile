@@ -24,13 +24,12 @@ demo: install
 
 # TomoPy (conda only) is built from ../shared/peers where that folder exists, for the tests
 # marked `tomopy`; without it (or if its build fails) those tests are skipped, saying why.
-test: install
+test: lint
 	if [ -x ../shared/peers/build-tomopy.sh ]; then ../shared/peers/build-tomopy.sh $(VENV) \
 		|| echo "TomoPy could not be built: the tests marked tomopy will be skipped"; fi
 	$(BIN)/python -m pytest
 
-# ruff and mypy as configured in pyproject.toml. To become a prerequisite of `test` once the whole tree
-# passes (mypy does not yet: see the coordination notes of issue 20).
+# ruff and mypy as configured in pyproject.toml; `make test` runs them first.
 lint: install
 	$(BIN)/ruff check xrfsr_dask tests benchmarks docs/_hooks docs/_griffe
 	$(BIN)/mypy

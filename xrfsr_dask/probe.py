@@ -586,7 +586,7 @@ def fit_line(
     if kind not in ("gaussian", "knife-edge"):
         raise ValueError(f"kind must be 'gaussian' or 'knife-edge'; got {kind!r}.")
     if dim is None:
-        dim = profile.dims[-1] if isinstance(profile, xr.DataArray) else "x"
+        dim = str(profile.dims[-1]) if isinstance(profile, xr.DataArray) else "x"
     da = _as_dataarray(profile, (dim,))
     grid = grid_nm(da, dim, pixel_nm, name="input", purpose=_PURPOSE)
     packed = _run(da, (dim,), [grid], kind, max_iter=max_iter, xtol=xtol, ftol=ftol, errors=errors)

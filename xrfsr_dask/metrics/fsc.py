@@ -262,7 +262,7 @@ def _correlation(
             "kind": kind,
             "spacing_nm": list(first.spacing_nm),
             "shell_width": float(shell_width),
-            "shell_width_per_nm": float(shells.width),
+            "shell_width_per_nm": float(shells.width or 0.0),  # linear shells always have a width
             "window": "none" if window is None else str(window),
         },
     )

@@ -311,7 +311,7 @@ def adapt(
     pairs = _make_pairs(maps, values, scale=scale, probe=probe_used, patch=patch, quantile=quantile)
 
     dev = resolve_device(device)
-    net = copy.deepcopy(base).to(device=dev, memory_format=torch.contiguous_format)
+    net = copy.deepcopy(base).to(device=dev, memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # not in the stubs
     rng = np.random.default_rng([seed, _EVAL_DRAW])
     inputs, norms = pairs.draw(rng)
     eval_lr, eval_hr = pairs.batch(rng, inputs, norms, EVAL_PATCHES, patch)
