@@ -15,6 +15,7 @@ from xrfsr_dask import (
     IncompleteStoreError,
     SourceNotFoundError,
     StoreExistsError,
+    StoreMetadataError,
     StoreMismatchError,
     open_xrf,
     save,
@@ -190,3 +191,13 @@ def test_the_old_import_path_and_one_set_of_writer_options(tmp_path):
         with pytest.raises(ValueError, match=r"pass overwrite=True or resume=True, not both"):
             writer(maps, str(tmp_path / "out.zarr"), overwrite=True, resume=True)
     assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize("junk", [b'{"":0}', b"{}", b'{"zarr_format": 3}', b"[]"])
+def test_a_root_document_that_is_not_a_group_is_refused(tmp_path, junk):
+    # zarr itself reads such a zarr.json as an empty group, which would hide the damage.
+    url = str(tmp_path / "s.zarr")
+    save(xrf_maps(np.ones((2, 8, 8)), elements=["Ni_K", "Co_K"], step_nm=50.0), url, progress=False)
+    (tmp_path / "s.zarr" / "zarr.json").write_bytes(junk)
+    with pytest.raises(StoreMetadataError, match=r"root zarr.json is not a zarr v3 group document"):
+        open_xrf(url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from xrfsr_dask.errors import StoreMetadataError
 from xrfsr_dask.io._zarr import MARKER, chunk_grid, fs_of, location, metadata_errors, written_chunks
 from xrfsr_dask.schema import NAME
 
@@ -53,6 +55,7 @@ def store_status(url: str, *, storage_options: Mapping[str, Any] | None = None) 
     fs, root = fs_of(url, storage_options)
     if not fs.exists(f"{root}/zarr.json"):
         return StoreStatus(url, False, False, None, 0, 0)
+    _check_root(url, fs.cat_file(f"{root}/zarr.json"))
     with metadata_errors(url):
         group = zarr.open_group(url, mode="r", storage_options=storage_options)
         marker = group.attrs.get(MARKER)
@@ -66,3 +69,17 @@ def store_status(url: str, *, storage_options: Mapping[str, Any] | None = None) 
     kind = marker.get("format")
     return StoreStatus(url, True, True, bool(marker.get("complete")), written, total,
                        kind if isinstance(kind, str) else None)
+
+
+def _check_root(url: str, document: bytes) -> None:
+    """Refuse a root ``zarr.json`` that is not a zarr v3 group document (zarr reads junk there as an empty group)."""
+    try:
+        meta = json.loads(document)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        meta = None
+    if not (isinstance(meta, dict) and meta.get("zarr_format") == 3 and meta.get("node_type") == "group"):
+        raise StoreMetadataError(
+            f"{url}: its root zarr.json is not a zarr v3 group document (it needs zarr_format 3 and node_type "
+            f"'group'; found {document[:80]!r}): the store was damaged or edited by hand. Restore zarr.json from a "
+            "copy, or write the data again (overwrite=True)."
+        )
