@@ -167,14 +167,21 @@ def overlapped(pair: Pair, halo: int) -> Chunked:
     return Chunked(fine, lr, fine_halo, lr_halo, depth)
 
 
-def trim(block: Any, depth: tuple[int, int], block_id: tuple[int, ...], nblocks: tuple[int, ...]) -> Any:
-    """Cut the halo (``depth`` pixels per side) from the sides of a block that have a neighbour."""
+def own_window(depth: tuple[int, int], block_id: tuple[int, ...], nblocks: tuple[int, ...],
+               shape: tuple[int, ...]) -> tuple[slice, slice]:
+    """The ``(y, x)`` slices of a block of ``shape`` that are its own: the halo (``depth`` pixels per side)
+    left out on the sides that have a neighbour."""
     cut = []
     for i, axis in enumerate((-2, -1)):
         lo = depth[i] if block_id[axis] > 0 else 0
         hi = depth[i] if block_id[axis] < nblocks[i] - 1 else 0
-        cut.append(slice(lo, block.shape[axis] - hi))
-    return block[(..., *cut)]
+        cut.append(slice(lo, shape[axis] - hi))
+    return cut[0], cut[1]
+
+
+def trim(block: Any, depth: tuple[int, int], block_id: tuple[int, ...], nblocks: tuple[int, ...]) -> Any:
+    """Cut the halo (``depth`` pixels per side) from the sides of a block that have a neighbour."""
+    return block[(..., *own_window(depth, block_id, nblocks, block.shape))]
 
 
 def meta_like(data: Any, dtype: Any) -> Any:

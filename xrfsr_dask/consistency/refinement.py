@@ -11,7 +11,15 @@ import numpy as np
 import xarray as xr
 
 from xrfsr_dask._backend import array_module, to_host
-from xrfsr_dask.consistency._align import meta_like, overlapped, pair_up, probe_record, resolve_halo, trim
+from xrfsr_dask.consistency._align import (
+    meta_like,
+    overlapped,
+    own_window,
+    pair_up,
+    probe_record,
+    resolve_halo,
+    trim,
+)
 from xrfsr_dask.consistency.operator import ProbeLike, ScanOperator
 from xrfsr_dask.consistency.poisson import MU_FLOOR, expected_deviance, poisson_deviance
 from xrfsr_dask.schema import add_provenance
@@ -244,23 +252,12 @@ def _discrepancy(y: Any, mu: Any, mask: Any, xp: Any, window: tuple[slice, slice
     return to_host(deviance), to_host(expected)
 
 
-def _block_window(depth: tuple[int, int], block_id: tuple[int, ...], nblocks: tuple[int, int],
-                  shape: tuple[int, ...]) -> tuple[slice, slice]:
-    """The block's own LR pixels inside its halo."""
-    window = []
-    for i, axis in enumerate((-2, -1)):
-        lo = depth[i] if block_id[axis] > 0 else 0
-        hi = depth[i] if block_id[axis] < nblocks[i] - 1 else 0
-        window.append(slice(lo, shape[axis] - hi))
-    return window[0], window[1]
-
-
 def _trajectory_block(fine: Any, lr: Any, *, operator: ScanOperator, depth: tuple[int, int],
                       nblocks: tuple[int, int], block_id: tuple[int, ...], weight: float) -> np.ndarray:
     """``(deviance, expected)`` summed over the block's own LR pixels at iterates ``0 … AUTO_MAX_ITERATIONS``."""
     xp = array_module(fine, lr)
     x0, y, mask, _ = _prepared(fine, lr, xp)
-    window = _block_window(depth, block_id, nblocks, lr.shape)
+    window = own_window(depth, block_id, nblocks, lr.shape)
     sums = np.empty((AUTO_MAX_ITERATIONS + 1, 2, *x0.shape[:-2]))
     iterates = _iterates(x0, y, mask, operator, _proximity(weight, operator), xp)
     for k, (_, mu) in zip(range(AUTO_MAX_ITERATIONS + 1), iterates, strict=False):
