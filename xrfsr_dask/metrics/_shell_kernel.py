@@ -66,6 +66,17 @@ def _threshold(shell: int, edges_sq: np.ndarray) -> float:
     return edges_sq[shell + 1] * (1.0 - 1e-9)
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _flush(acc: np.ndarray, shell: int, count: int, cross: bool, s0: float, s1: float, s2: float, s3: float) -> None:
+    """Add one run's sums to its shell's accumulators (runs outside the shells are dropped)."""
+    if 0 <= shell < count:
+        acc[0, shell] += s0
+        acc[1, shell] += s1
+        if cross:
+            acc[2, shell] += s2
+            acc[3, shell] += s3
+
+
 @numba.njit(cache=True, parallel=True, error_model="numpy")
 def _sums(f1, f2, first_sq, middle_sq, last_sq, weights, edges, edges_sq, width, cross, parts):
     """Rows ``[n, Σ Re(f1·conj f2), Σ|f1|², Σ|f2|²]`` (``cross``) or ``[n, Σ|f1|²]`` per shell.
@@ -94,12 +105,7 @@ def _sums(f1, f2, first_sq, middle_sq, last_sq, weights, edges, edges_sq, width,
                     if r2 >= upper:
                         next_shell = _shell(r2, edges, width)
                         if next_shell != shell:
-                            if 0 <= shell < count:
-                                acc[0, shell] += s0
-                                acc[1, shell] += s1
-                                if cross:
-                                    acc[2, shell] += s2
-                                    acc[3, shell] += s3
+                            _flush(acc, shell, count, cross, s0, s1, s2, s3)
                             s0 = s1 = s2 = s3 = 0.0
                             shell = next_shell
                             upper = _threshold(shell, edges_sq)
@@ -115,12 +121,7 @@ def _sums(f1, f2, first_sq, middle_sq, last_sq, weights, edges, edges_sq, width,
                         s3 += w * (br * br + bi * bi)
                     else:
                         s1 += w * (ar * ar + ai * ai)
-                if 0 <= shell < count:
-                    acc[0, shell] += s0
-                    acc[1, shell] += s1
-                    if cross:
-                        acc[2, shell] += s2
-                        acc[3, shell] += s3
+                _flush(acc, shell, count, cross, s0, s1, s2, s3)
     out = np.zeros((rows, count))
     for part in range(parts):
         out += partial[part]
