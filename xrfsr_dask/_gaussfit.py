@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from xrfsr_dask import _lm, _probe_kernel
+from xrfsr_dask import _lm
 from xrfsr_dask._backend import array_module, erf, to_host
 
 __all__ = ["STATUS", "fit_arrays", "solve_batched"]
@@ -312,6 +312,8 @@ def fit_arrays(
     batch_shape = data.shape[: -len(axes)]
     data = xp.asarray(data, dtype=xp.float64).reshape((-1, *field))
     compiled = kind == "probe" and xp is np  # one image at a time, start to finish, while it is in cache
+    if compiled:
+        from xrfsr_dask import _probe_kernel  # imports numba: only when probes are fitted on the CPU
     status = _probe_kernel.screen(data) if compiled else _screen(xp, data, peaked=kind != "knife-edge")
     if single and int(status[0]):
         what = "probe image" if kind == "probe" else "line profile"

@@ -25,7 +25,6 @@ from typing import Any, Literal
 import numpy as np
 
 from xrfsr_dask._backend import array_module, function, library, to_host
-from xrfsr_dask.metrics import _shell_kernel
 
 __all__ = ["Shells", "fft_axis0", "rfft_rest", "rfftn", "shell_sums", "window"]
 
@@ -216,6 +215,8 @@ def shell_sums(
     first = spectra[0]
     offsets = offsets or [0] * first.ndim
     if library(first) == "numpy":
+        from xrfsr_dask.metrics import _shell_kernel  # imports numba: only when a spectrum is summed
+
         return _shell_kernel.sums(
             list(spectra), shells.shape, shells.spacing_nm, shells.edges, shells.width, list(offsets), mode == "cross"
         )
