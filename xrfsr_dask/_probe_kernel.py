@@ -446,23 +446,33 @@ def _start(img, y, x, out):
         border += img[i, 0] + img[i, nx - 1]
     off = border / (2 * nx + 2 * (ny - 2))
     amp = img.max() - off
+    cut = 0.25 * amp
     m0 = sy = sx = syy = sxx = sxy = 0.0
+    # Weights below the cut are selected to zero rather than skipped by a branch, so that the loops vectorise.
     for i in range(ny):
+        row = sr = 0.0
         for j in range(nx):
             w = img[i, j] - off
-            if w > 0.25 * amp:
-                m0 += w
-                sy += w * y[i]
-                sx += w * x[j]
+            w = w if w > cut else 0.0
+            row += w
+            sr += w * x[j]
+        m0 += row
+        sy += row * y[i]
+        sx += sr
     yc, xc = sy / m0, sx / m0
     for i in range(ny):
+        dy = y[i] - yc
+        row = sr = srr = 0.0
         for j in range(nx):
             w = img[i, j] - off
-            if w > 0.25 * amp:
-                dy, dx = y[i] - yc, x[j] - xc
-                syy += w * dy * dy
-                sxx += w * dx * dx
-                sxy += w * dx * dy
+            w = w if w > cut else 0.0
+            dx = x[j] - xc
+            row += w
+            sr += w * dx
+            srr += w * dx * dx
+        syy += row * dy * dy
+        sxx += srr
+        sxy += sr * dy
     syy, sxx, sxy = syy / m0, sxx / m0, sxy / m0
     half = 0.5 * (sxx + syy)
     root = math.sqrt((0.5 * (sxx - syy)) ** 2 + sxy**2)

@@ -19,8 +19,9 @@ step.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -311,9 +312,24 @@ def _whole_images(da: xr.DataArray, core: tuple[str, ...]) -> xr.DataArray:
     return da.chunk({d: -1 for d in core}) if hasattr(da.data, "dask") else da
 
 
-def _run(
-    da: xr.DataArray, core: tuple[str, ...], grids: list[tuple[float, float]], kind: str, **kwargs: Any
+def _fit_table(
+    da: xr.DataArray,
+    core: tuple[str, ...],
+    grids: list[tuple[float, float]],
+    kind: str,
+    derive: Callable[..., dict[str, np.ndarray]],
+    names: tuple[str, ...],
+    **kwargs: Any,
 ) -> xr.DataArray:
+    """Fit every item and derive the reported quantities, one NumPy step per chunk of items.
+
+    ``derive(packed, scale=, centre=)`` turns the packed rows of
+    :func:`xrfsr_dask._gaussfit.fit_arrays` (on centred axes in units of
+    ``scale`` nm) into the arrays named ``names``; the result has them, then
+    ``iterations`` and ``status``, along a ``field`` dim. Keeping that
+    arithmetic in the chunk's own task (not in xarray operations on the
+    whole batch) costs one pass over small arrays.
+    """
     sizes = [da.sizes[d] for d in core]
     if min(sizes) < MIN_SIZE:
         raise ValueError(
@@ -330,37 +346,47 @@ def _run(
     xp = array_module(da.data) if not hasattr(da.data, "dask") else np
     axes = [xp.asarray(a) for a in axes]
     da = _whole_images(da, core)
-    n_params = 7 if kind == "probe" else 4
-    packed = xr.apply_ufunc(
-        _gaussfit.fit_arrays,
+
+    def fit(data: Any, **options: Any) -> np.ndarray:
+        packed = _gaussfit.fit_arrays(data, **options)
+        with np.errstate(invalid="ignore"):  # screened items are NaN throughout
+            columns = derive(packed, scale=scale, centre=centre)
+        return np.stack([*(columns[name] for name in names), packed[..., -2], columns["status"]], axis=-1)
+
+    return xr.apply_ufunc(
+        fit,
         da,
         input_core_dims=[list(core)],
         output_core_dims=[["field"]],
         dask="parallelized",
         output_dtypes=[np.float64],
-        dask_gufunc_kwargs={"output_sizes": {"field": 2 * n_params + 3}},
+        dask_gufunc_kwargs={"output_sizes": {"field": len(names) + 2}},
         kwargs={"axes": axes, "kind": kind, "single": da.ndim == len(core), **kwargs},
     )
-    return packed.assign_attrs(scale=scale, centre=centre)
 
 
-def _variable(values: xr.DataArray, units: str, long_name: str) -> xr.DataArray:
-    return values.drop_vars("field", errors="ignore").assign_attrs(units=units, long_name=long_name)
-
-
-def _after_fit(
-    status: xr.DataArray, *, failed: xr.DataArray, outside: xr.DataArray, width_bad: xr.DataArray
-) -> tuple[xr.DataArray, Any]:
-    """Status after the checks of fitted values (first failure wins), and a function
-    that blanks the results of items screened out before fitting."""
+def _checked_status(
+    packed: np.ndarray, values: dict[str, np.ndarray], *, failed: np.ndarray, outside: np.ndarray,
+    width_bad: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """``values`` with the status after the checks of fitted values (first failure wins), and
+    NaN in place of the results of items screened out before fitting."""
+    status = packed[..., -1].copy()
     for code, problem in (("fit_failed", failed), ("centre_outside", outside), ("width_out_of_range", width_bad)):
-        status = xr.where((status == 0) & problem, STATUS.index(code), status)
-    screened = status.isin([STATUS.index(s) for s in _gaussfit.SCREENED])
+        status = np.where((status == 0) & problem, STATUS.index(code), status)
+    screened = np.isin(status, [STATUS.index(s) for s in _gaussfit.SCREENED])
+    return {**{name: np.where(screened, np.nan, v) for name, v in values.items()}, "status": status}
 
-    def keep(values: xr.DataArray) -> xr.DataArray:
-        return values.where(~screened)
 
-    return status, keep
+def _dataset(table: xr.DataArray, variables: dict[str, tuple[str, str]], attrs: dict[str, Any]) -> xr.Dataset:
+    """The Dataset of a :func:`_fit_table`: one variable per field, with units and long names."""
+    fields = [table.isel(field=i).drop_vars("field", errors="ignore") for i in range(table.sizes["field"])]
+    out = {
+        name: field.assign_attrs(units=units, long_name=long_name)
+        for field, (name, (units, long_name)) in zip(fields[:-2], variables.items(), strict=True)
+    }
+    out["iterations"] = fields[-2].astype(np.int32).assign_attrs(units="1", long_name="Levenberg-Marquardt iterations")
+    return xr.Dataset({**out, **_status_vars(fields[-1])}, attrs=attrs)
 
 
 def _status_vars(status: xr.DataArray) -> dict[str, xr.DataArray]:
@@ -378,6 +404,100 @@ def _status_vars(status: xr.DataArray) -> dict[str, xr.DataArray]:
         "converged": (status == 0).assign_attrs(long_name="fit converged"),
         "reason": reason.assign_attrs(long_name="why the fit did not converge ('converged' if it did)"),
     }
+
+
+_PROBE_VARIABLES: dict[str, tuple[str, str]] = {
+    "amplitude": ("input units", "peak height above offset"),
+    "offset": ("input units", "constant background"),
+    "center_y_nm": ("nm", "probe centre, y"),
+    "center_x_nm": ("nm", "probe centre, x"),
+    "sigma_major_nm": ("nm", "standard deviation along the major axis"),
+    "sigma_minor_nm": ("nm", "standard deviation along the minor axis"),
+    "fwhm_major_nm": ("nm", "FWHM along the major axis"),
+    "fwhm_minor_nm": ("nm", "FWHM along the minor axis"),
+    "fwhm_nm": ("nm", "geometric-mean FWHM (round probe of equal area)"),
+    "angle_deg": ("deg", "major axis direction from +x towards +y"),
+    "amplitude_stderr": ("input units", "standard error of amplitude"),
+    "offset_stderr": ("input units", "standard error of offset"),
+    "center_y_nm_stderr": ("nm", "standard error of center_y_nm"),
+    "center_x_nm_stderr": ("nm", "standard error of center_x_nm"),
+    "sigma_major_nm_stderr": ("nm", "standard error of sigma_major_nm"),
+    "sigma_minor_nm_stderr": ("nm", "standard error of sigma_minor_nm"),
+    "fwhm_major_nm_stderr": ("nm", "standard error of fwhm_major_nm"),
+    "fwhm_minor_nm_stderr": ("nm", "standard error of fwhm_minor_nm"),
+    "angle_deg_stderr": ("deg", "standard error of angle_deg"),
+    "residual_rms": ("input units", "root-mean-square residual"),
+}
+
+
+def _probe_columns(
+    packed: np.ndarray, *, scale: float, centre: list[float], bounds: tuple[float, float, float, float],
+    smallest: float, largest: float,
+) -> dict[str, np.ndarray]:
+    """The variables of :func:`fit_probe` from packed rows (A, yc, xc, σ₁, σ₂, θ, B, their errors, rms, ...)."""
+    fields = np.moveaxis(packed[..., :15], -1, 0)
+    amp, yc, xc, sa, sb, phi, off, e_amp, e_yc, e_xc, e_sa, e_sb, e_phi, e_off, rms = fields
+    sa, sb = abs(sa) * scale, abs(sb) * scale
+    swap = sa < sb
+    major, minor = np.where(swap, sb, sa), np.where(swap, sa, sb)
+    e_major, e_minor = np.where(swap, e_sb, e_sa) * scale, np.where(swap, e_sa, e_sb) * scale
+    angle = np.rad2deg(phi) + np.where(swap, 90.0, 0.0)
+    angle = -((-angle + 90.0) % 180.0) + 90.0  # wrap into (-90, 90]
+    centre_y, centre_x = yc * scale + centre[0], xc * scale + centre[1]
+    lo_y, hi_y, lo_x, hi_x = bounds
+    values = {
+        "amplitude": amp, "offset": off, "center_y_nm": centre_y, "center_x_nm": centre_x,
+        "sigma_major_nm": major, "sigma_minor_nm": minor,
+        "fwhm_major_nm": major * FWHM_PER_SIGMA, "fwhm_minor_nm": minor * FWHM_PER_SIGMA,
+        "fwhm_nm": np.sqrt(major * minor) * FWHM_PER_SIGMA, "angle_deg": angle,
+        "amplitude_stderr": e_amp, "offset_stderr": e_off,
+        "center_y_nm_stderr": e_yc * scale, "center_x_nm_stderr": e_xc * scale,
+        "sigma_major_nm_stderr": e_major, "sigma_minor_nm_stderr": e_minor,
+        "fwhm_major_nm_stderr": e_major * FWHM_PER_SIGMA, "fwhm_minor_nm_stderr": e_minor * FWHM_PER_SIGMA,
+        "angle_deg_stderr": np.rad2deg(e_phi), "residual_rms": rms,
+    }
+    return _checked_status(
+        packed, values,
+        failed=~(np.isfinite(major) & np.isfinite(minor)),
+        outside=(centre_y < lo_y) | (centre_y > hi_y) | (centre_x < lo_x) | (centre_x > hi_x),
+        width_bad=(minor < smallest) | (major > largest),
+    )
+
+
+_LINE_VARIABLES: dict[str, tuple[str, str]] = {
+    "amplitude": ("input units", "peak height (gaussian) or edge step (knife-edge)"),
+    "offset": ("input units", "constant background"),
+    "center_nm": ("nm", "peak or edge position"),
+    "sigma_nm": ("nm", "probe standard deviation along the scan"),
+    "fwhm_nm": ("nm", "probe FWHM along the scan"),
+    "amplitude_stderr": ("input units", "standard error of amplitude"),
+    "offset_stderr": ("input units", "standard error of offset"),
+    "center_nm_stderr": ("nm", "standard error of center_nm"),
+    "sigma_nm_stderr": ("nm", "standard error of sigma_nm"),
+    "fwhm_nm_stderr": ("nm", "standard error of fwhm_nm"),
+    "residual_rms": ("input units", "root-mean-square residual"),
+}
+
+
+def _line_columns(
+    packed: np.ndarray, *, scale: float, centre: list[float], bounds: tuple[float, float], step: float
+) -> dict[str, np.ndarray]:
+    """The variables of :func:`fit_line` from packed rows (A, x₀, σ, B, their errors, rms, ...)."""
+    amp, xc, sig, off, e_amp, e_xc, e_sig, e_off, rms = np.moveaxis(packed[..., :9], -1, 0)
+    sig = abs(sig) * scale
+    centre_nm = xc * scale + centre[0]
+    lo, hi = bounds
+    values = {
+        "amplitude": amp, "offset": off, "center_nm": centre_nm, "sigma_nm": sig, "fwhm_nm": sig * FWHM_PER_SIGMA,
+        "amplitude_stderr": e_amp, "offset_stderr": e_off, "center_nm_stderr": e_xc * scale,
+        "sigma_nm_stderr": e_sig * scale, "fwhm_nm_stderr": e_sig * scale * FWHM_PER_SIGMA, "residual_rms": rms,
+    }
+    return _checked_status(
+        packed, values,
+        failed=~np.isfinite(sig),
+        outside=(centre_nm < lo) | (centre_nm > hi),
+        width_bad=(sig < 0.1 * step) | (sig > hi - lo),
+    )
 
 
 def fit_probe(
@@ -472,59 +592,16 @@ def fit_probe(
     grids = [
         grid_nm(da, d, p, name="input", purpose=_PURPOSE) for d, p in zip(core, pixels, strict=True)
     ]
-    packed = _run(da, core, grids, "probe", max_iter=max_iter, xtol=xtol, ftol=ftol, errors=errors)
-    scale, (cy, cx) = packed.attrs["scale"], packed.attrs["centre"]
-    f = [packed.isel(field=i) for i in range(packed.sizes["field"])]
-    amp, yc, xc, sa, sb, phi, off = f[:7]
-    e_amp, e_yc, e_xc, e_sa, e_sb, e_phi, e_off = f[7:14]
-    sa, sb = abs(sa) * scale, abs(sb) * scale
-    swap = sa < sb
-    major, minor = xr.where(swap, sb, sa), xr.where(swap, sa, sb)
-    e_major = xr.where(swap, e_sb, e_sa) * scale
-    e_minor = xr.where(swap, e_sa, e_sb) * scale
-    angle = np.rad2deg(phi) + xr.where(swap, 90.0, 0.0)
-    angle = -((-angle + 90.0) % 180.0) + 90.0  # wrap into (-90, 90]
-    status = f[16]
-    centre_y, centre_x = yc * scale + cy, xc * scale + cx
     (lo_y, hi_y), (lo_x, hi_x) = (
         (origin, origin + step * (da.sizes[d] - 1)) for (origin, step), d in zip(grids, core, strict=True)
     )
-    smallest = 0.1 * min(step for _, step in grids)
-    largest = max(hi_y - lo_y, hi_x - lo_x)
-    status, keep = _after_fit(
-        status,
-        failed=~(np.isfinite(major) & np.isfinite(minor)),
-        outside=(centre_y < lo_y) | (centre_y > hi_y) | (centre_x < lo_x) | (centre_x > hi_x),
-        width_bad=(minor < smallest) | (major > largest),
+    derive = partial(
+        _probe_columns, bounds=(lo_y, hi_y, lo_x, hi_x), smallest=0.1 * min(step for _, step in grids),
+        largest=max(hi_y - lo_y, hi_x - lo_x),
     )
-
-    out = {
-        "amplitude": _variable(keep(amp), "input units", "peak height above offset"),
-        "offset": _variable(keep(off), "input units", "constant background"),
-        "center_y_nm": _variable(keep(centre_y), "nm", "probe centre, y"),
-        "center_x_nm": _variable(keep(centre_x), "nm", "probe centre, x"),
-        "sigma_major_nm": _variable(keep(major), "nm", "standard deviation along the major axis"),
-        "sigma_minor_nm": _variable(keep(minor), "nm", "standard deviation along the minor axis"),
-        "fwhm_major_nm": _variable(keep(major * FWHM_PER_SIGMA), "nm", "FWHM along the major axis"),
-        "fwhm_minor_nm": _variable(keep(minor * FWHM_PER_SIGMA), "nm", "FWHM along the minor axis"),
-        "fwhm_nm": _variable(
-            keep(np.sqrt(major * minor) * FWHM_PER_SIGMA), "nm", "geometric-mean FWHM (round probe of equal area)"
-        ),
-        "angle_deg": _variable(keep(angle), "deg", "major axis direction from +x towards +y"),
-        "amplitude_stderr": _variable(keep(e_amp), "input units", "standard error of amplitude"),
-        "offset_stderr": _variable(keep(e_off), "input units", "standard error of offset"),
-        "center_y_nm_stderr": _variable(keep(e_yc * scale), "nm", "standard error of center_y_nm"),
-        "center_x_nm_stderr": _variable(keep(e_xc * scale), "nm", "standard error of center_x_nm"),
-        "sigma_major_nm_stderr": _variable(keep(e_major), "nm", "standard error of sigma_major_nm"),
-        "sigma_minor_nm_stderr": _variable(keep(e_minor), "nm", "standard error of sigma_minor_nm"),
-        "fwhm_major_nm_stderr": _variable(keep(e_major * FWHM_PER_SIGMA), "nm", "standard error of fwhm_major_nm"),
-        "fwhm_minor_nm_stderr": _variable(keep(e_minor * FWHM_PER_SIGMA), "nm", "standard error of fwhm_minor_nm"),
-        "angle_deg_stderr": _variable(keep(np.rad2deg(e_phi)), "deg", "standard error of angle_deg"),
-        "residual_rms": _variable(keep(f[14]), "input units", "root-mean-square residual"),
-        "iterations": _variable(f[15].astype(np.int32), "1", "Levenberg-Marquardt iterations"),
-        **_status_vars(status),
-    }
-    ds = xr.Dataset(out, attrs={"model": "A*exp(-u^2/(2 sa^2) - v^2/(2 sb^2)) + B"})
+    table = _fit_table(da, core, grids, "probe", derive, tuple(_PROBE_VARIABLES), max_iter=max_iter, xtol=xtol,
+                       ftol=ftol, errors=errors)
+    ds = _dataset(table, _PROBE_VARIABLES, {"model": "A*exp(-u^2/(2 sa^2) - v^2/(2 sb^2)) + B"})
     return add_provenance(
         ds, "xrfsr_dask.probe.fit_probe",
         {"pixel_nm": [step for _, step in grids], "max_iter": max_iter, "xtol": xtol, "ftol": ftol,
@@ -589,36 +666,10 @@ def fit_line(
         dim = str(profile.dims[-1]) if isinstance(profile, xr.DataArray) else "x"
     da = _as_dataarray(profile, (dim,))
     grid = grid_nm(da, dim, pixel_nm, name="input", purpose=_PURPOSE)
-    packed = _run(da, (dim,), [grid], kind, max_iter=max_iter, xtol=xtol, ftol=ftol, errors=errors)
-    scale, (centre,) = packed.attrs["scale"], packed.attrs["centre"]
-    f = [packed.isel(field=i) for i in range(packed.sizes["field"])]
-    amp, xc, sig, off, e_amp, e_xc, e_sig, e_off, rms, iters, status = f
-    sig = abs(sig) * scale
-    centre_nm = xc * scale + centre
-    lo, hi = grid[0], grid[0] + grid[1] * (da.sizes[dim] - 1)
-    status, keep = _after_fit(
-        status,
-        failed=~np.isfinite(sig),
-        outside=(centre_nm < lo) | (centre_nm > hi),
-        width_bad=(sig < 0.1 * grid[1]) | (sig > hi - lo),
-    )
-
-    out = {
-        "amplitude": _variable(keep(amp), "input units", "peak height (gaussian) or edge step (knife-edge)"),
-        "offset": _variable(keep(off), "input units", "constant background"),
-        "center_nm": _variable(keep(centre_nm), "nm", "peak or edge position"),
-        "sigma_nm": _variable(keep(sig), "nm", "probe standard deviation along the scan"),
-        "fwhm_nm": _variable(keep(sig * FWHM_PER_SIGMA), "nm", "probe FWHM along the scan"),
-        "amplitude_stderr": _variable(keep(e_amp), "input units", "standard error of amplitude"),
-        "offset_stderr": _variable(keep(e_off), "input units", "standard error of offset"),
-        "center_nm_stderr": _variable(keep(e_xc * scale), "nm", "standard error of center_nm"),
-        "sigma_nm_stderr": _variable(keep(e_sig * scale), "nm", "standard error of sigma_nm"),
-        "fwhm_nm_stderr": _variable(keep(e_sig * scale * FWHM_PER_SIGMA), "nm", "standard error of fwhm_nm"),
-        "residual_rms": _variable(keep(rms), "input units", "root-mean-square residual"),
-        "iterations": _variable(iters.astype(np.int32), "1", "Levenberg-Marquardt iterations"),
-        **_status_vars(status),
-    }
-    ds = xr.Dataset(out, attrs={"model": kind})
+    derive = partial(_line_columns, bounds=(grid[0], grid[0] + grid[1] * (da.sizes[dim] - 1)), step=grid[1])
+    table = _fit_table(da, (dim,), [grid], kind, derive, tuple(_LINE_VARIABLES), max_iter=max_iter, xtol=xtol,
+                       ftol=ftol, errors=errors)
+    ds = _dataset(table, _LINE_VARIABLES, {"model": kind})
     return add_provenance(
         ds, "xrfsr_dask.probe.fit_line",
         {"kind": kind, "pixel_nm": grid[1], "max_iter": max_iter, "xtol": xtol, "ftol": ftol, "errors": errors},
