@@ -1,6 +1,14 @@
 """xrfsr_dask: resolution-enhanced scanning X-ray fluorescence microscopy at scale."""
 
-from xrfsr_dask._version import __version__
+import os
+
+# PyTorch backs its large CPU buffers with transparent huge pages only when asked (NumPy does so by default).
+# Without it each new multi-megabyte tensor is faulted in 4 KiB pages, which on a virtual machine costs as
+# much as the convolutions between (half the CPU inference time, benchmarks/rdn_speed.py). PyTorch reads the
+# setting at its first allocation; an explicit THP_MEM_ALLOC_ENABLE=0 is kept.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+from xrfsr_dask._version import __version__  # noqa: E402  # after the setting above, before torch allocates
 from xrfsr_dask.errors import (
     CorruptChunkError,
     DeviceError,

@@ -1,6 +1,8 @@
-"""The network: shapes for every scale, parameter counts, config validation, count conservation."""
+"""The network: shapes for every scale, parameter counts, config validation, count conservation, CPU inference form."""
 
+import copy
 import dataclasses
+import pickle
 
 import pytest
 import torch
@@ -105,3 +107,53 @@ def test_trained_networks_conserve_counts():
     with torch.no_grad():
         out = net(x)
     torch.testing.assert_close(out.sum((-2, -1)) / 4, x.sum((-2, -1)), rtol=1e-4, atol=1e-3)
+
+
+def _contribution_and_concatenation(net, x):
+    """The network in CPU inference on channels-last input (contribution form) and under no_grad (concatenating)."""
+    net = net.eval().to(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        fast = net(x)
+    with torch.no_grad():
+        reference = net(x)
+    return fast, reference
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small", "medium"])
+@pytest.mark.parametrize("scale", [1, 2, 3, 4])
+def test_contribution_form_computes_the_concatenating_network(preset, scale):
+    # Random weights of realistic size (not the init's near-zero residuals), a batch of two uneven maps.
+    torch.manual_seed(2)
+    net = build_rdn(preset, scale=scale)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.1)
+    x = torch.rand(2, 1, 13, 10)
+    with torch.no_grad():
+        exact = copy.deepcopy(net).double()(x.double())  # the float64 network: both float32 forms' target
+    fast, reference = _contribution_and_concatenation(net, x)
+    assert fast.shape == reference.shape == (2, 1, 13 * scale, 10 * scale)
+    span = float(exact.max() - exact.min())
+    assert span > 0
+    error, rounding = float((fast - exact).abs().max()), float((reference - exact).abs().max())
+    assert error <= 3 * rounding + 1e-6 * span  # as close to the exact network as the concatenating form, ...
+    assert error <= 1e-4 * span  # ... and far inside the 1e-3 of the range that predict promises
+
+
+def test_contribution_form_follows_weights_changed_in_place_and_survives_pickling():
+    torch.manual_seed(3)
+    net = build_rdn("tiny").eval().to(memory_format=torch.channels_last)
+    x = torch.rand(1, 1, 12, 12).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        before = net(x)
+    assert net.blocks[0]._stacked is not None  # the stacked weights are cached ...
+    with torch.no_grad():
+        net.blocks[0].convs[1].weight.mul_(-3.0)  # ... and rebuilt when a weight changes in place
+    fast, reference = _contribution_and_concatenation(net, x)
+    assert float((fast - before).abs().max()) > 1e-3
+    torch.testing.assert_close(fast, reference, rtol=0, atol=1e-5)
+    shipped = pickle.loads(pickle.dumps(net))
+    assert shipped.blocks[0]._stacked is None  # sent to a dask worker without the cache
+    with torch.inference_mode():
+        torch.testing.assert_close(shipped(x), fast, rtol=0, atol=0)
