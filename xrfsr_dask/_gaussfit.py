@@ -17,9 +17,9 @@ is never formed while iterating; it is built once at the end, in the
 
 That batched solver (:func:`solve_batched`) serves CuPy and the line fits.
 Probe images on the CPU go to :mod:`xrfsr_dask._probe_kernel`, the same
-algorithm compiled and run one image at a time: 0.27-0.55 s for 10,000
-images of 32² where the batched solver took 2.9-3.8 s
-(``benchmarks/probe_fit.py``).
+algorithm compiled and run one image at a time: 0.11 s for 10,000 images
+of 32² on two idle cores (0.27-0.55 s under load), where the batched
+solver took 2.9-3.8 s under load (``benchmarks/probe_fit.py``).
 """
 
 from __future__ import annotations
@@ -232,9 +232,8 @@ def _start2d(xp: Any, img: Any, y: Any, x: Any) -> Any:
     half = 0.5 * (sxx + syy)
     root = xp.sqrt((0.5 * (sxx - syy)) ** 2 + sxy**2)
     pixel = float(min(y[1] - y[0], x[1] - x[0]))
-    # Cutting the weights at a quarter of the peak shrinks the second moments about 2x.
-    sa = xp.sqrt(2.0 * xp.maximum(half + root, pixel**2 / 4))
-    sb = xp.sqrt(2.0 * xp.maximum(half - root, pixel**2 / 4))
+    sa = xp.sqrt(_lm.CUT_VARIANCE * xp.maximum(half + root, pixel**2 / 4))
+    sb = xp.sqrt(_lm.CUT_VARIANCE * xp.maximum(half - root, pixel**2 / 4))
     phi = 0.5 * xp.arctan2(2.0 * sxy, sxx - syy)
     return xp.stack([amp, yc, xc, sa, sb, phi, off], axis=1)
 

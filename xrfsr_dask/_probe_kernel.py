@@ -477,9 +477,8 @@ def _start(img, y, x, out):
     half = 0.5 * (sxx + syy)
     root = math.sqrt((0.5 * (sxx - syy)) ** 2 + sxy**2)
     pixel = min(y[1] - y[0], x[1] - x[0])
-    # Cutting the weights at a quarter of the peak shrinks the second moments about 2x.
-    sa = math.sqrt(2.0 * max(half + root, pixel**2 / 4))
-    sb = math.sqrt(2.0 * max(half - root, pixel**2 / 4))
+    sa = math.sqrt(_lm.CUT_VARIANCE * max(half + root, pixel**2 / 4))
+    sb = math.sqrt(_lm.CUT_VARIANCE * max(half - root, pixel**2 / 4))
     phi = 0.5 * math.atan2(2.0 * sxy, sxx - syy)
     c, s = math.cos(phi), math.sin(phi)
     ia, ib = 1 / sa**2, 1 / sb**2

@@ -336,8 +336,10 @@ def _fit_table(
             f"input has {dict(zip(core, sizes, strict=True))} samples; a fit needs at least "
             f"{MIN_SIZE} along each of {core}."
         )
-    # Centred axes in units of ``scale`` nm keep the normal equations well conditioned.
-    scale = float(np.mean([step for _, step in grids]))
+    # Centred axes in units of ``scale`` nm, half the widest extent (coordinates within ±1), keep the normal
+    # equations well conditioned: in pixel units the offset's diagonal falls below the solver's floor
+    # (_lm.DIAGONAL_FLOOR of the largest), its steps are over-damped and a probe fit takes 4 iterations, not 3.
+    scale = max(abs(step) * (n - 1) / 2 for (_, step), n in zip(grids, sizes, strict=True))
     centre = [origin + step * (n - 1) / 2 for (origin, step), n in zip(grids, sizes, strict=True)]
     axes = [
         (origin + step * np.arange(n) - c) / scale
