@@ -1,7 +1,9 @@
 """Reconstruction: known answers on the analytic Shepp–Logan phantom, backends against each other,
 dask chunking against one task, and bad input."""
 
+import os
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -105,6 +107,26 @@ def test_tomopy_gridrec_agrees_with_nufft_on_the_grid_and_scale(shepp):
     inside = np.hypot(yy - c, xx - c) < 0.6 * N / 2
     assert gridrec[inside].mean() == pytest.approx(truth[inside].mean(), rel=0.02)
 
+
+
+@pytest.mark.tomopy
+def test_tomopy_backend_on_dask_threads_leaves_tomopys_thread_setting_alone(shepp, monkeypatch):
+    # tomopy.recon sets and restores TOMOPY_PYTHON_THREADS around its work; two calls at once from dask
+    # threads left it set, and the user's next tomopy.recon(ncore=2) ran on one core with a warning.
+    import dask
+    import tomopy
+
+    monkeypatch.delenv("TOMOPY_PYTHON_THREADS", raising=False)
+    series, _ = shepp
+    counts = np.repeat(series.values, 4, axis=0)  # four elements, reconstructed by four dask threads at once
+    many = xrf_maps(counts, elements=["Ni_K", "Co_K", "Mn_K", "Fe_K"], step_nm=20.0, angles=ANGLES)
+    with dask.config.set(scheduler="threads", num_workers=4):
+        out = reconstruct(many.chunk({"element": 1}), backend="tomopy", filter_name="ramp").compute()
+    np.testing.assert_allclose(out.values[3], out.values[0], rtol=0, atol=1e-6)
+    assert "TOMOPY_PYTHON_THREADS" not in os.environ
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "TOMOPY_PYTHON_THREADS is limiting the requested ncore=2 to 1 cores"
+        tomopy.recon(np.ones((8, 2, 16), np.float32), np.linspace(0, np.pi, 8), algorithm="gridrec", ncore=2)
 
 @pytest.mark.parametrize(
     "backend", ["nufft", "torch", "astra", pytest.param("tomopy", marks=pytest.mark.tomopy)]

@@ -21,11 +21,18 @@ then comes out with a cupped background and a scale that depends on its
 size, so the detector is zero-padded by its width on each side first, and
 the image cropped back (with half that, the interior of the Shepp–Logan
 phantom came out 3 % low after the disk's calibration).
+
+Calls into TomoPy are taken one at a time in a process, each on all of
+TomoPy's threads: ``tomopy.recon`` sets and restores the environment
+variable ``TOMOPY_PYTHON_THREADS`` around its work, so two calls from dask
+threads at once could leave it set afterwards, and every later
+``tomopy.recon(ncore=...)`` of the user's then ran on one core.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 from scipy import ndimage
@@ -34,6 +41,7 @@ __all__ = ["ALGORITHMS", "available", "reconstruct"]
 
 ALGORITHMS: dict[str, str] = {"fbp": "gridrec", "sirt": "sirt", "mlem": "mlem"}
 """This library's algorithm names and TomoPy's."""
+_RECON_LOCK = threading.Lock()
 _FILTERS = {"ramp": "ramlak", "shepp-logan": "shepp", "cosine": "cosine", "hamming": "hamming", "hann": "hann"}
 
 
@@ -58,8 +66,9 @@ def _raw(sino: np.ndarray, theta_deg: np.ndarray, *, center: float, algorithm: s
     pad = n if algorithm == "fbp" else 0
     tomo = np.pad(sino, ((0, 0), (0, 0), (pad, pad))).transpose(1, 0, 2)
     options = {"filter_name": _FILTERS[filter_name]} if algorithm == "fbp" else {"num_iter": iterations}
-    image = tomopy.recon(np.ascontiguousarray(tomo, dtype=np.float32), -np.deg2rad(theta_deg),
-                         center=center + pad, algorithm=ALGORITHMS[algorithm], **options)
+    with _RECON_LOCK:
+        image = tomopy.recon(np.ascontiguousarray(tomo, dtype=np.float32), -np.deg2rad(theta_deg),
+                             center=center + pad, algorithm=ALGORITHMS[algorithm], **options)
     # MLEM leaves 0/0 where no ray of the detector passes (an axis off the middle): no counts there.
     return np.nan_to_num(image[:, pad : pad + n, pad : pad + n], nan=0.0, posinf=0.0, neginf=0.0)
 
