@@ -193,7 +193,8 @@ def main() -> None:
     sino = shepp_logan_sinogram(THETA, N, n=N, center=CENTER)
     series = _series(sino, args.slices).chunk({"y": 16})
     size = f"{args.slices} slices of {N}x{N}, {THETA.size} angles over 180 deg"
-    common = {"machine": platform.processor() or platform.machine(), "device": args.device}
+    common = {"machine": platform.processor() or platform.machine(), "device": args.device,
+              "thp_mem_alloc_enable": os.environ.get("THP_MEM_ALLOC_ENABLE")}  # huge pages for torch's buffers
     if args.only == "gridrec":
         print(json.dumps(_gridrec_line(sino, series, args.slices, args.repeat, size, common)), flush=True)
         return

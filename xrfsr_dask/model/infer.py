@@ -120,13 +120,16 @@ def predict(
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     precision
         ``"auto"``: the fastest that keeps the output: bf16 autocast on CUDA,
-        fp32 on the CPU. The network runs channels-last on every device
-        (on a CPU, 1.45-1.85 times the throughput of the NCHW layout, fp32
-        output unchanged to 1e-6 of its range, ``benchmarks/rdn_speed.py``). ``"bf16"`` on a CPU
-        with bf16 instructions (AVX512-BF16, AMX) is faster still (3-4
-        times NCHW fp32) but moves the output by 1.2-1.8 % of its range
-        (``small`` and ``paper`` presets), which is why ``"auto"`` does not choose it there;
-        a CPU without them falls back to slow generic kernels.
+        fp32 on the CPU. The network runs channels-last on every device, on
+        a CPU with the dense blocks in contribution form (1.5-1.7 times the
+        throughput of the NCHW network in the same process, 1.7-3.7 times
+        the library before, which also lacked huge pages; fp32 output
+        unchanged to 1e-6 of its range, ``benchmarks/rdn_speed.py``).
+        ``"bf16"`` on a CPU with bf16 instructions (AVX512-BF16, AMX) is
+        faster still (about 3 times NCHW fp32) but moves the output by
+        1.2-1.8 % of its range (``small`` and ``paper`` presets), which is
+        why ``"auto"`` does not choose it there; a CPU without them falls
+        back to slow generic kernels.
     nan
         ``"raise"``: non-finite input is an error naming where it is.
         ``"mask"``: non-finite pixels are filled from their nearest finite
