@@ -4,7 +4,7 @@ CPU (torch threads = cores): presets ``small`` on a 512 x 512 map and
 ``paper`` on 128 x 128. The bare network is timed as it ran before (NCHW,
 fp32, the concatenating dense blocks; the peer), in channels-last fp32 with
 the concatenating blocks (``torch.no_grad``), in channels-last fp32 in CPU
-inference mode (the dense blocks in contribution form: what
+inference mode (the dense blocks in piecewise form: what
 :func:`xrfsr_dask.model.predict` runs on a CPU now) and channels-last bf16
 autocast, alternating over the repeats (medians), each with its largest
 deviation from the NCHW fp32 output over the output's range, its GFLOP/s (2
@@ -121,7 +121,7 @@ def _before_seconds(preset: str, size: int, repeat: int) -> list[float]:
 
 
 def _cpu_line(preset: str, size: int, repeat: int, peaks: dict[str, float]) -> dict:
-    """Bare network as before (NCHW, fp32), channels-last fp32 (concatenating, then contribution form),
+    """Bare network as before (NCHW, fp32), channels-last fp32 (concatenating, then piecewise form),
     channels-last bf16, and predict (auto)."""
     nchw, channels_last = _model(preset, torch.contiguous_format), _model(preset, torch.channels_last)
     maps, x = _input(size)

@@ -109,8 +109,8 @@ def test_trained_networks_conserve_counts():
     torch.testing.assert_close(out.sum((-2, -1)) / 4, x.sum((-2, -1)), rtol=1e-4, atol=1e-3)
 
 
-def _contribution_and_concatenation(net, x):
-    """The network in CPU inference on channels-last input (contribution form) and under no_grad (concatenating)."""
+def _piecewise_and_concatenated(net, x):
+    """The network in CPU inference on channels-last input (piece by piece) and under no_grad (concatenating)."""
     net = net.eval().to(memory_format=torch.channels_last)
     x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
@@ -122,7 +122,7 @@ def _contribution_and_concatenation(net, x):
 
 @pytest.mark.parametrize("preset", ["tiny", "small", "medium"])
 @pytest.mark.parametrize("scale", [1, 2, 3, 4])
-def test_contribution_form_computes_the_concatenating_network(preset, scale):
+def test_piecewise_form_computes_the_concatenating_network(preset, scale):
     # Random weights of realistic size (not the init's near-zero residuals), a batch of two uneven maps.
     torch.manual_seed(2)
     net = build_rdn(preset, scale=scale)
@@ -132,7 +132,7 @@ def test_contribution_form_computes_the_concatenating_network(preset, scale):
     x = torch.rand(2, 1, 13, 10)
     with torch.no_grad():
         exact = copy.deepcopy(net).double()(x.double())  # the float64 network: both float32 forms' target
-    fast, reference = _contribution_and_concatenation(net, x)
+    fast, reference = _piecewise_and_concatenated(net, x)
     assert fast.shape == reference.shape == (2, 1, 13 * scale, 10 * scale)
     span = float(exact.max() - exact.min())
     assert span > 0
@@ -141,19 +141,19 @@ def test_contribution_form_computes_the_concatenating_network(preset, scale):
     assert error <= 1e-4 * span  # ... and far inside the 1e-3 of the range that predict promises
 
 
-def test_contribution_form_follows_weights_changed_in_place_and_survives_pickling():
+def test_piecewise_form_follows_weights_changed_in_place_and_survives_pickling():
     torch.manual_seed(3)
     net = build_rdn("tiny").eval().to(memory_format=torch.channels_last)
     x = torch.rand(1, 1, 12, 12).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         before = net(x)
-    assert net.blocks[0]._stacked is not None  # the stacked weights are cached ...
+    assert net.blocks[0]._split is not None  # the split weights are cached ...
     with torch.no_grad():
         net.blocks[0].convs[1].weight.mul_(-3.0)  # ... and rebuilt when a weight changes in place
-    fast, reference = _contribution_and_concatenation(net, x)
+    fast, reference = _piecewise_and_concatenated(net, x)
     assert float((fast - before).abs().max()) > 1e-3
     torch.testing.assert_close(fast, reference, rtol=0, atol=1e-5)
     shipped = pickle.loads(pickle.dumps(net))
-    assert shipped.blocks[0]._stacked is None  # sent to a dask worker without the cache
+    assert shipped.blocks[0]._split is None  # sent to a dask worker without the cache
     with torch.inference_mode():
         torch.testing.assert_close(shipped(x), fast, rtol=0, atol=0)

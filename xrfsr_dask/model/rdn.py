@@ -165,17 +165,19 @@ class _DenseBlock(nn.Module):
     """One residual dense block; see the module docstring.
 
     In CPU inference (``torch.inference_mode``, channels-last fp32 input, no
-    autocast) the block runs in *contribution form*: a convolution over a
-    concatenation is the sum of convolutions over its pieces, so each piece
-    (the block input, then each layer's output as it appears) is convolved
-    once with the weights of every later layer stacked, and the sums build
-    up in one buffer. The arithmetic is that of the concatenating form (the
-    output agrees to float rounding: 6e-7 to 2e-6 of its range for the
-    ``paper`` and ``small`` presets), without copying the growing
-    concatenation before every layer (a third of the CPU time), with fewer,
-    wider convolutions, and with the block's residual added by oneDNN as
-    the fusion convolution writes its output (``benchmarks/rdn_speed.py``).
-    Training and other devices run the concatenating form.
+    autocast, PyTorch built with oneDNN) the block runs *piece by piece*: a
+    convolution over a concatenation is the sum of convolutions over its
+    pieces (the block input, then each earlier layer's output), so each
+    layer starts from the convolution of the block input and oneDNN adds
+    every further piece's share into that output as it writes it (its
+    ``sum`` post-op), with the ReLU fused into the last; the 1x1 fusion and
+    the block's residual are built the same way. Nothing is concatenated
+    (the copies were a third of the CPU time) and no separate addition or
+    ReLU pass runs. The arithmetic is that of the concatenating form, the
+    pieces summed in the same order (the output agrees to float rounding:
+    5e-7 to 2e-6 of its range for the ``paper`` and ``small`` presets;
+    ``benchmarks/rdn_speed.py``). Training and other devices run the
+    concatenating form.
     """
 
     def __init__(self, features: int, growth: int, layers: int) -> None:
@@ -183,60 +185,63 @@ class _DenseBlock(nn.Module):
         self.convs = nn.ModuleList(_conv(features + i * growth, growth) for i in range(layers))
         self.fuse = _conv(features + layers * growth, features, 1)
         self._features, self._growth = features, growth
-        self._stacked: tuple[tuple[int, ...], list[torch.Tensor], torch.Tensor] | None = None
+        self._split: tuple[tuple[int, ...], list[list[torch.Tensor]], list[torch.Tensor]] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _cpu_inference(x):
-            return self._forward_contributions(x)
+            return self._forward_pieces(x)
         state = [x]
         for conv in self.convs:
             state.append(functional.relu(conv(torch.cat(state, 1))))
         return x + self.fuse(torch.cat(state, 1))
 
-    def _pieces(self) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Per input piece, the stacked weights of the layers it feeds; the stacked biases (cached per weights)."""
-        convs = cast(list[nn.Conv2d], list(self.convs))
-        weights = [conv.weight for conv in convs]
-        key = tuple(v for w in weights for v in (w.data_ptr(), w._version))
-        if self._stacked is None or self._stacked[0] != key:
+    def _pieces(self) -> tuple[list[list[torch.Tensor]], list[torch.Tensor]]:
+        """Each layer's weights split by input piece, then the fusion's (channels-last; cached per weights)."""
+        convs = cast(list[nn.Conv2d], [*self.convs, self.fuse])
+        key = tuple(v for conv in convs for v in (conv.weight.data_ptr(), conv.weight._version))
+        if self._split is None or self._split[0] != key:
             c0, g = self._features, self._growth
-            bounds = [(0, c0)] + [(c0 + i * g, c0 + (i + 1) * g) for i in range(len(weights) - 1)]
-            pieces = [
-                torch.cat([w[:, lo:hi] for w in weights[p:]]).contiguous(memory_format=torch.channels_last)
-                for p, (lo, hi) in enumerate(bounds)
+            bounds = [(0, c0)] + [(c0 + i * g, c0 + (i + 1) * g) for i in range(len(convs) - 1)]
+            split = [
+                [conv.weight[:, lo:hi].contiguous(memory_format=torch.channels_last)
+                 for lo, hi in bounds[: 1 + (conv.in_channels - c0) // g]]
+                for conv in convs
             ]
-            bias = torch.cat([cast(torch.Tensor, conv.bias) for conv in convs])
-            self._stacked = (key, pieces, bias)
-        return self._stacked[1], self._stacked[2]
+            self._split = (key, split[:-1], split[-1])
+        return self._split[1], self._split[2]
 
-    def _forward_contributions(self, x: torch.Tensor) -> torch.Tensor:
-        pieces, bias = self._pieces()
-        g = self._growth
-        total = functional.conv2d(x, pieces[0], bias, padding=1)  # every layer's share of the block input
+    def _forward_pieces(self, x: torch.Tensor) -> torch.Tensor:
+        """The block with every convolution over a concatenation done piece by piece, each piece's share
+        added by oneDNN into the layer's output as the convolution writes it (ReLU fused into the last)."""
+        layers, fusion = self._pieces()
+        conv, add_into = torch.ops.mkldnn._convolution_pointwise, torch.ops.mkldnn._convolution_pointwise_.binary
+        one, pad = [1, 1], [1, 1]
         state = [x]
-        for i in range(len(pieces)):
-            out = functional.relu(total[:, i * g:(i + 1) * g]).contiguous(memory_format=torch.channels_last)
+        for j, weights in enumerate(layers):
+            bias = self.convs[j].bias
+            out = conv(x, weights[0], bias, pad, one, one, 1, "relu" if j == 0 else "none", [], None)
+            for p in range(1, j + 1):
+                add_into(out, state[p], weights[p], None, pad, one, one, 1, "add", None,
+                         "relu" if p == j else None, [], None)
             state.append(out)
-            if i + 1 < len(pieces):
-                total[:, (i + 1) * g:] += functional.conv2d(out, pieces[i + 1], None, padding=1)
-        cat = torch.cat(state, 1)
-        if _FUSED_ADD:  # x + fuse(cat), the addition done as oneDNN writes the convolution's output
-            return torch.ops.mkldnn._convolution_pointwise.binary(
-                cat, x, self.fuse.weight, self.fuse.bias, [0, 0], [1, 1], [1, 1], 1, "add", None, None, [], None)
-        return x + self.fuse(cat)
+        out = torch.ops.mkldnn._convolution_pointwise.binary(
+            x, x, fusion[0], self.fuse.bias, [0, 0], one, one, 1, "add", None, None, [], None)  # x + F_x x + b
+        for p in range(1, len(state)):
+            add_into(out, state[p], fusion[p], None, [0, 0], one, one, 1, "add", None, None, [], None)
+        return out
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled (e.g. sent to dask workers) without the stacked weights, which are rebuilt on first use."""
-        return {**super().__getstate__(), "_stacked": None}
+        """Pickled (e.g. sent to dask workers) without the split weights, which are rebuilt on first use."""
+        return {**super().__getstate__(), "_split": None}
 
 
-_FUSED_ADD = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+_FUSED_OPS = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise_")
 
 
 def _cpu_inference(x: torch.Tensor) -> bool:
-    """Inference on a CPU with channels-last fp32 input and no autocast: where the contribution form runs."""
+    """Inference on a CPU with channels-last fp32 input and no autocast: where the piecewise form runs."""
     return (
-        torch.is_inference_mode_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
+        _FUSED_OPS and torch.is_inference_mode_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
         and not torch.is_autocast_enabled("cpu")
         and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     )
