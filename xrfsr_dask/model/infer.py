@@ -121,8 +121,8 @@ def predict(
     precision
         ``"auto"``: the fastest that keeps the output: bf16 autocast on CUDA,
         fp32 on the CPU. The network runs channels-last on every device, on
-        a CPU with the dense blocks in contribution form (1.5-1.7 times the
-        throughput of the NCHW network in the same process, 1.7-3.7 times
+        a CPU with the dense blocks piece by piece (1.4-3.5 times the
+        throughput of the NCHW network in the same process, 1.7-4.4 times
         the library before, which also lacked huge pages; fp32 output
         unchanged to 1e-6 of its range, ``benchmarks/rdn_speed.py``).
         ``"bf16"`` on a CPU with bf16 instructions (AVX512-BF16, AMX) is
