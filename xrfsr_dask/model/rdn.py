@@ -211,24 +211,12 @@ class _DenseBlock(nn.Module):
         return self._split[1], self._split[2]
 
     def _forward_pieces(self, x: torch.Tensor) -> torch.Tensor:
-        """The block with every convolution over a concatenation done piece by piece, each piece's share
-        added by oneDNN into the layer's output as the convolution writes it (ReLU fused into the last)."""
+        """The block with every convolution over a concatenation done piece by piece (:func:`_convolve_pieces`)."""
         layers, fusion = self._pieces()
-        conv, add_into = torch.ops.mkldnn._convolution_pointwise, torch.ops.mkldnn._convolution_pointwise_.binary
-        one, pad = [1, 1], [1, 1]
         state = [x]
-        for j, weights in enumerate(layers):
-            bias = self.convs[j].bias
-            out = conv(x, weights[0], bias, pad, one, one, 1, "relu" if j == 0 else "none", [], None)
-            for p in range(1, j + 1):
-                add_into(out, state[p], weights[p], None, pad, one, one, 1, "add", None,
-                         "relu" if p == j else None, [], None)
-            state.append(out)
-        out = torch.ops.mkldnn._convolution_pointwise.binary(
-            x, x, fusion[0], self.fuse.bias, [0, 0], one, one, 1, "add", None, None, [], None)  # x + F_x x + b
-        for p in range(1, len(state)):
-            add_into(out, state[p], fusion[p], None, [0, 0], one, one, 1, "add", None, None, [], None)
-        return out
+        for conv, weights in zip(cast(list[nn.Conv2d], list(self.convs)), layers, strict=True):
+            state.append(_convolve_pieces(state, weights, conv.bias, padding=1, relu=True))
+        return _convolve_pieces(state, fusion, self.fuse.bias, padding=0, residual=x)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (e.g. sent to dask workers) without the split weights, which are rebuilt on first use."""
@@ -236,6 +224,31 @@ class _DenseBlock(nn.Module):
 
 
 _FUSED_OPS = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise_")
+
+
+def _convolve_pieces(
+    pieces: list[torch.Tensor], weights: list[torch.Tensor], bias: torch.Tensor | None, *, padding: int,
+    relu: bool = False, residual: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The convolution of the concatenated pieces (plus ``residual``; ReLU'd if asked) without concatenating:
+    the first piece's convolution starts the output and oneDNN adds each further piece's share into it as it
+    writes it, the pieces in the order of the concatenation and the ReLU fused into the last."""
+    pad, one, last = [padding, padding], [1, 1], len(weights) - 1
+
+    def activation(p: int) -> str | None:
+        return "relu" if relu and p == last else None
+
+    mkldnn = torch.ops.mkldnn
+    if residual is None:
+        out = mkldnn._convolution_pointwise(pieces[0], weights[0], bias, pad, one, one, 1, activation(0) or "none",
+                                            [], None)
+    else:
+        out = mkldnn._convolution_pointwise.binary(pieces[0], residual, weights[0], bias, pad, one, one, 1, "add",
+                                                   None, activation(0), [], None)
+    for p in range(1, len(weights)):
+        mkldnn._convolution_pointwise_.binary(out, pieces[p], weights[p], None, pad, one, one, 1, "add", None,
+                                              activation(p), [], None)
+    return out
 
 
 def _cpu_inference(x: torch.Tensor) -> bool:
